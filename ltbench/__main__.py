@@ -1,0 +1,5 @@
+import sys
+
+from ltbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""Multi-label image dataset over a labels CSV and an image root: the one loader for real
+datasets (MIMIC-CXR-LT, CXR-LT 2023, ...) and for CXR-Phantom-LT on disk.
+
+Class columns are selected by name, never by position. Label values: 1 positive; 0, blank
+and NaN negative; -1 (CheXpert "uncertain") mapped by ``uncertain`` ("zero" by default,
+U-Zeros). Any other value is an error naming the column and row."""
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from ltbench.data.images import ImageReadError, read_image, to_model_input
+
+log = logging.getLogger("ltbench.data")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How images become model inputs."""
+
+    size: int = 64  # px after resize + centre crop (RoentGen: 512)
+    channels: int = 1  # 1 for grayscale models, 3 for Stable Diffusion's VAE
+    on_error: str = "raise"  # "raise" or "skip" an unreadable image (skips are reported)
+    uncertain: str = "zero"  # CheXpert -1: "zero" (U-Zeros) or "one" (U-Ones)
+
+    def __post_init__(self):
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.uncertain not in ("zero", "one"):
+            raise ValueError(f"uncertain must be 'zero' or 'one', got {self.uncertain!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+
+
+def read_labels(csv: str, classes, path_column: str = "path", uncertain: str = "zero") -> pd.DataFrame:
+    """Read a labels CSV; returns a frame with ``path_column``, the classes as uint8 0/1 and any
+    other columns untouched. Raises a clear error for a missing file or columns."""
+    if not os.path.isfile(csv):
+        raise FileNotFoundError(f"labels CSV not found: {csv}")
+    try:
+        df = pd.read_csv(csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot parse labels CSV {csv}: {exc}") from exc
+    missing = [c for c in [path_column, *classes] if c not in df.columns]
+    if missing:
+        raise KeyError(f"{csv} lacks column(s) {missing}; it has {list(df.columns)}")
+    for c in classes:
+        col = pd.to_numeric(df[c], errors="coerce")
+        bad = col.isna() & df[c].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{csv}: column '{c}' has a non-numeric value {df[c].iloc[i]!r} in row {i}")
+        vals = col.fillna(0.0)
+        odd = ~vals.isin([0.0, 1.0, -1.0])
+        if odd.any():
+            i = int(np.flatnonzero(odd.to_numpy())[0])
+            raise ValueError(f"{csv}: column '{c}' has value {vals.iloc[i]} in row {i}; labels must be 1, 0, -1 or blank")
+        df[c] = vals.replace(-1.0, 1.0 if uncertain == "one" else 0.0).astype(np.uint8)
+    if df[path_column].isna().any():
+        raise ValueError(f"{csv}: column '{path_column}' has empty entries (rows {np.flatnonzero(df[path_column].isna().to_numpy())[:5].tolist()}...)")
+    return df
+
+
+class CsvImageDataset(Dataset):
+    """Items are ``(image Tensor[C, S, S] in [-1, 1], labels float32[K], index)``.
+
+    With ``on_error="skip"`` an unreadable image yields ``None`` (drop it with
+    :func:`collate_skip_none`) and is recorded in ``self.skipped`` of that process."""
+
+    def __init__(self, csv: str, root: str, classes, image: ImageConfig = ImageConfig(), split: str | None = None, path_column: str = "path"):
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"image root not found or not a folder: {root}")
+        self.root, self.classes, self.image, self.path_column = root, tuple(classes), image, path_column
+        df = read_labels(csv, self.classes, path_column, image.uncertain)
+        if split is not None:
+            if "split" not in df.columns:
+                raise KeyError(f"{csv} has no 'split' column, so split={split!r} cannot be selected")
+            df = df[df["split"] == split]
+            if df.empty:
+                raise ValueError(f"{csv} has no rows with split == {split!r}")
+        self.frame = df.reset_index(drop=True)
+        self.labels = self.frame[list(self.classes)].to_numpy(np.float32)
+        for c, n in zip(self.classes, self.labels.sum(0)):
+            if n == 0:
+                warnings.warn(f"class '{c}' has no positive labels in {csv}" + (f" (split {split})" if split else ""), stacklevel=2)
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def path(self, i: int) -> str:
+        return os.path.join(self.root, str(self.frame[self.path_column].iloc[i]))
+
+    def __getitem__(self, i: int):
+        path = self.path(i)
+        try:
+            img = read_image(path)
+        except ImageReadError as exc:
+            if self.image.on_error == "raise":
+                raise
+            warnings.warn(f"skipping unreadable image: {exc}", stacklevel=2)
+            self.skipped.append(path)
+            return None
+        x = to_model_input(img, self.image.size, self.image.channels)
+        return x, torch.from_numpy(self.labels[i]), i
+
+
+def collate_skip_none(batch):
+    """Default collation after dropping the ``None`` items of skipped images."""
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    return torch.utils.data.default_collate(batch)

@@ -1,0 +1,55 @@
+"""Image reading and the preprocessing every model input goes through."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+
+class ImageReadError(OSError):
+    """An image file is missing, truncated or not an image; names the file."""
+
+
+def read_image(path: str) -> np.ndarray:
+    """Any mode and bit depth -> float32[H, W] (grayscale) or float32[H, W, 3] in [0, 1]."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(im, dtype=np.float32) / 65535.0
+            if mode in ("I", "F"):
+                arr = np.asarray(im, dtype=np.float32)
+                hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+                return np.clip(arr / hi, 0, 1)
+            if mode in ("1", "L", "P", "LA"):
+                return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"image not found: {path}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+
+
+def to_model_input(img: np.ndarray, size: int, channels: int, value_range=(-1.0, 1.0)) -> torch.Tensor:
+    """float[H, W] or float[H, W, 3] in [0, 1] -> Tensor[channels, size, size].
+
+    Shorter side resized to ``size`` (antialiased bilinear), centre crop, values mapped to
+    ``value_range`` (Stable Diffusion's VAE takes [-1, 1])."""
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+    if channels == 1 and t.shape[0] == 3:
+        t = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2])[None]
+    elif channels == 3 and t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    elif channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    h, w = t.shape[-2:]
+    if (h, w) != (size, size):
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        t = F.interpolate(t[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+        top, left = (nh - size) // 2, (nw - size) // 2
+        t = t[:, top : top + size, left : left + size]
+    lo, hi = value_range
+    return (t.clamp(0, 1) * (hi - lo) + lo).contiguous()

@@ -1,0 +1,180 @@
+"""CXR-Phantom-LT: labels, split, in-memory generation, and the on-disk dataset.
+
+See ``shared/spec/phantom.md``. The split is drawn by seed (``train_frac``/``val_frac``, test
+takes the rest). So that tail AP is defined, every class must be positive at least
+``min_test_positives`` times in test: positives are first *moved* into test by swapping
+split assignments (labels untouched, prevalences exact); only when the whole sample has
+fewer positives than that (tiny n) are labels of random test rows *switched on*, with a
+warning, since that distorts the prevalence.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ltbench.data.classes import PAPER_CLASSES
+from ltbench.data.phantom.config import PhantomConfig
+from ltbench.data.phantom.labels import sample_labels
+from ltbench.data.phantom.render import STREAM_LABELS, STREAM_SPLIT, render
+from ltbench.utils.io import atomic_path, atomic_write_json, atomic_write_text
+
+log = logging.getLogger("ltbench.data.phantom")
+SPLITS = ("train", "val", "test")
+LABELS_CSV = "labels.csv"
+META_JSON = "phantom.json"
+
+
+@dataclass
+class PhantomSample:
+    """A rendered batch: images uint8[B, S, S], masks bool[B, K, S, S], labels uint8[B, K],
+    split str[B], indices int64[B]."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    indices: np.ndarray
+    classes: tuple = PAPER_CLASSES
+
+
+def make_labels(cfg: PhantomConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Labels uint8[n, 10] and split str[n] of the whole dataset (cheap: no rendering)."""
+    labels = sample_labels(cfg.n, np.random.default_rng([cfg.seed, STREAM_LABELS]))
+    split = assign_split(labels, np.random.default_rng([cfg.seed, STREAM_SPLIT]), cfg)
+    return labels, split
+
+
+def assign_split(labels: np.ndarray, rng: np.random.Generator, cfg: PhantomConfig) -> np.ndarray:
+    """Split by seed, then guarantee ``min_test_positives`` per class in test (edits
+    ``labels`` in place only when the sample is too small to move positives)."""
+    n, m = len(labels), cfg.min_test_positives
+    perm = rng.permutation(n)
+    n_train, n_val = int(round(cfg.train_frac * n)), int(round(cfg.val_frac * n))
+    split = np.empty(n, dtype=object)
+    split[perm[:n_train]] = "train"
+    split[perm[n_train : n_train + n_val]] = "val"
+    split[perm[n_train + n_val :]] = "test"
+    test = split == "test"
+    if m == 0 or test.sum() == 0:
+        return split.astype(str)
+    for k in np.argsort(labels.sum(0)):  # rarest first, so common classes never starve them
+        need = m - int(labels[test, k].sum())
+        if need <= 0:
+            continue
+        # protected: test rows whose removal would push some class below m
+        counts = labels[test].sum(0)
+        fragile = (labels[:, counts <= m].sum(1) > 0) & test
+        donors = np.flatnonzero(~test & (labels[:, k] == 1))
+        takers = np.flatnonzero(test & (labels[:, k] == 0) & ~fragile)
+        swap = min(need, len(donors), len(takers))
+        if swap:
+            d = rng.choice(donors, swap, replace=False)
+            t = rng.choice(takers, swap, replace=False)
+            split[d], split[t] = "test", split[d].copy()
+            test[d], test[t] = True, False
+            need -= swap
+        if need > 0:
+            rows = rng.choice(np.flatnonzero(test & (labels[:, k] == 0)), min(need, int((test & (labels[:, k] == 0)).sum())), replace=False)
+            labels[rows, k] = 1
+            warnings.warn(
+                f"phantom n={n} has too few '{PAPER_CLASSES[k]}' positives for {m} in test; "
+                f"switched it on in {len(rows)} test images (prevalence is distorted at this n)",
+                stacklevel=3,
+            )
+    return split.astype(str)
+
+
+def generate(cfg: PhantomConfig, indices=None, batch_size: int = 256) -> PhantomSample:
+    """Render samples in memory (all of them, or ``indices``), in batches of ``batch_size``."""
+    labels, split = make_labels(cfg)
+    idx = np.arange(cfg.n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(idx) and (idx.min() < 0 or idx.max() >= cfg.n):
+        raise IndexError(f"phantom indices must be in [0, {cfg.n})")
+    images = np.zeros((len(idx), cfg.size, cfg.size), np.uint8)
+    masks = np.zeros((len(idx), len(PAPER_CLASSES), cfg.size, cfg.size), bool)
+    for s in range(0, len(idx), batch_size):
+        b = idx[s : s + batch_size]
+        images[s : s + len(b)], masks[s : s + len(b)] = render(labels[b], b, cfg.seed, cfg)
+    return PhantomSample(images, masks, labels[idx], split[idx], idx)
+
+
+def masks_to_bits(masks: np.ndarray) -> np.ndarray:
+    """bool[B, K, S, S] -> uint16[B, S, S], bit k set where finding k was drawn."""
+    weights = (1 << np.arange(masks.shape[1], dtype=np.uint16)).reshape(1, -1, 1, 1)
+    return (masks.astype(np.uint16) * weights).sum(1, dtype=np.uint16)
+
+
+def bits_to_masks(bits: np.ndarray, k: int = len(PAPER_CLASSES)) -> np.ndarray:
+    """uint16[..., S, S] -> bool[..., K, S, S]."""
+    shifts = np.arange(k, dtype=np.uint16).reshape(-1, 1, 1)
+    return ((bits[..., None, :, :] >> shifts) & 1).astype(bool)
+
+
+def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress: bool = True, overwrite: bool = False) -> str:
+    """Write CXR-Phantom-LT to ``out``: ``images/NNNNNN.png`` (8-bit grayscale),
+    ``masks/NNNNNN.png`` (16-bit, bit k = finding k), ``labels.csv`` (``path``, ``mask_path``,
+    ``split``, one 0/1 column per class) and ``phantom.json`` (the config).
+
+    The folder is built as ``out.partial`` and renamed when complete, so ``out`` is either
+    absent or whole. A killed run resumes: finished images in ``out.partial`` are kept
+    (each was written atomically and is deterministic). Returns ``out``."""
+    from tqdm.auto import tqdm
+
+    meta = {"dataset": "CXR-Phantom-LT", "config": dataclasses.asdict(cfg), "classes": list(PAPER_CLASSES)}
+    if os.path.exists(out):
+        prev = _read_meta(out)
+        if prev is not None and prev.get("config") == meta["config"] and os.path.exists(os.path.join(out, LABELS_CSV)):
+            log.info("phantom at %s already matches this config; nothing to do", out)
+            return out
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not a phantom made with this config; pass overwrite=True (--overwrite) to replace it")
+        shutil.rmtree(out)
+    partial = out.rstrip("/") + ".partial"
+    prev = _read_meta(partial)
+    if prev is not None and prev.get("config") != meta["config"]:
+        shutil.rmtree(partial)  # an interrupted run with other settings: nothing reusable
+    os.makedirs(os.path.join(partial, "images"), exist_ok=True)
+    os.makedirs(os.path.join(partial, "masks"), exist_ok=True)
+    atomic_write_json(os.path.join(partial, META_JSON), meta)
+
+    labels, split = make_labels(cfg)
+    names = [f"{i:06d}.png" for i in range(cfg.n)]
+    todo = np.array([i for i in range(cfg.n) if not os.path.exists(os.path.join(partial, "masks", names[i]))], dtype=np.int64)
+    with tqdm(total=cfg.n, initial=cfg.n - len(todo), desc="phantom", unit="img", disable=not progress) as bar:
+        for s in range(0, len(todo), batch_size):
+            b = todo[s : s + batch_size]
+            images, masks = render(labels[b], b, cfg.seed, cfg)
+            bits = masks_to_bits(masks)
+            for j, i in enumerate(b):
+                # image first, mask last: a present mask marks the pair complete
+                _save_png(images[j], os.path.join(partial, "images", names[i]))
+                _save_png(bits[j], os.path.join(partial, "masks", names[i]))
+            bar.update(len(b))
+
+    header = ["path", "mask_path", "split", *PAPER_CLASSES]
+    lines = [",".join(f'"{h}"' if "," in h else h for h in header)]
+    for i in range(cfg.n):
+        lines.append(",".join([f"images/{names[i]}", f"masks/{names[i]}", split[i], *map(str, labels[i])]))
+    atomic_write_text(os.path.join(partial, LABELS_CSV), "\n".join(lines) + "\n")
+    os.replace(partial, out)
+    return out
+
+
+def _save_png(arr: np.ndarray, path: str) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+def _read_meta(folder: str):
+    try:
+        with open(os.path.join(folder, META_JSON)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,1 @@
+"""The diffusion prior: loading diffusers models from local folders (never the network)."""

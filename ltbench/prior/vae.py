@@ -1,0 +1,61 @@
+"""Loading the VAE of a local diffusers folder (RoentGen, Stable Diffusion, a test model)."""
+
+import hashlib
+import json
+import os
+
+import torch
+
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.safetensors")
+
+
+def vae_folder(path: str) -> str:
+    """``PATH/vae`` of a pipeline folder, or ``PATH`` itself when it is a VAE folder."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"prior not found: {path}")
+    for cand in (os.path.join(path, "vae"), path):
+        if os.path.isfile(os.path.join(cand, "config.json")):
+            return cand
+    raise FileNotFoundError(f"no VAE in {path}: expected {os.path.join(path, 'vae', 'config.json')} (a diffusers pipeline folder) or {os.path.join(path, 'config.json')}")
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def vae_identity(path: str) -> dict:
+    """What identifies the VAE's latents: its folder, config and weights checksums."""
+    folder = vae_folder(path)
+    weights = [w for w in WEIGHT_FILES if os.path.isfile(os.path.join(folder, w))]
+    if not weights:
+        raise FileNotFoundError(f"VAE folder {folder} has no weights ({' or '.join(WEIGHT_FILES)})")
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    return {
+        "path": os.path.abspath(folder),
+        "class": config.get("_class_name", "AutoencoderKL"),
+        "config_sha256": _sha256(os.path.join(folder, "config.json")),
+        "weights_sha256": _sha256(os.path.join(folder, weights[0])),
+    }
+
+
+def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """``AutoencoderKL`` from a local folder, offline, in eval mode."""
+    from diffusers import AutoencoderKL
+
+    folder = vae_folder(path)
+    try:
+        vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise RuntimeError(f"cannot load the VAE in {folder}: {exc}") from exc
+    return vae.to(device).eval().requires_grad_(False)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

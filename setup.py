@@ -1,0 +1,108 @@
+"""Build ltbench and its compiled op library ``ltbench._C``.
+
+Environment switches (read at build time):
+
+* ``LTBENCH_NO_EXTENSION=1`` - build no extension at all; ltbench then runs on the
+  pure-PyTorch reference ops.
+* ``FORCE_CUDA=1`` - compile the CUDA sources even when torch cannot see a GPU (this is how
+  CI proves the ``.cu`` files compile on a machine without one). Without it, CUDA sources are
+  compiled when nvcc is found and torch is a CUDA build.
+* ``TORCH_CUDA_ARCH_LIST`` - target architectures; when unset and no GPU is visible we
+  default to a short list of current data-centre and workstation parts instead of
+  torch's long default, to keep the build quick.
+"""
+
+import glob
+import os
+import shutil
+import sysconfig
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCH_LIST = "8.0;8.6;9.0+PTX"
+
+
+def _truthy(name):
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _nvidia_wheel_includes():
+    """Include dirs of the nvidia-* wheels torch installs (cusparse.h and friends live there,
+    not in every system CUDA toolkit)."""
+    site = sysconfig.get_paths()["purelib"]
+    dirs = glob.glob(os.path.join(site, "nvidia", "*", "include"))
+    dirs += glob.glob(os.path.join(site, "nvidia", "*", "*", "include"))
+    return sorted(d for d in set(dirs) if os.path.isdir(d))
+
+
+def _cuda_library_dirs(cuda_home):
+    """Directories holding libcudart.so. CUDA_HOME may be a prefix such as /usr/local whose
+    nvcc is a wrapper script, so also look next to the toolkit nvcc really runs from."""
+    candidates = []
+    for root in {cuda_home, *glob.glob("/usr/local/cuda*")}:
+        if root:
+            candidates += [os.path.join(root, "lib64"), os.path.join(root, "lib")]
+    return [d for d in candidates if os.path.exists(os.path.join(d, "libcudart.so"))]
+
+
+def _extensions():
+    if _truthy("LTBENCH_NO_EXTENSION"):
+        print("ltbench: LTBENCH_NO_EXTENSION set, building no extension")
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    cpp_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*/*_cpu.cpp"))
+    cuda_sources = sorted(glob.glob("csrc/ops/*/*_cuda.cu"))
+    have_nvcc = CUDA_HOME is not None and shutil.which(os.path.join(CUDA_HOME, "bin", "nvcc") if CUDA_HOME else "nvcc")
+    use_cuda = _truthy("FORCE_CUDA") or (bool(have_nvcc) and torch.version.cuda is not None)
+    if _truthy("FORCE_CUDA") and not have_nvcc:
+        raise RuntimeError("FORCE_CUDA=1 but nvcc was not found (set CUDA_HOME)")
+
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    cxx_flags = ["-O3"]  # the C++ standard comes from torch (C++20 for torch >= 2.10)
+    if os.environ.get("LTBENCH_NATIVE", "1") != "0":
+        # The CPU kernels are vectorised by the compiler; -march=native is safe because the
+        # extension is always built on the machine that runs it (pip install from source).
+        cxx_flags.append("-march=native")
+    # OpenMP parallelises the CPU loops (torch's at::parallel_for uses it too).
+    cxx_flags.append("-fopenmp")
+    define_macros = []
+    if use_cuda:
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+        include_dirs += _nvidia_wheel_includes()
+        library_dirs = _cuda_library_dirs(CUDA_HOME)
+        define_macros.append(("LTBENCH_WITH_CUDA", None))
+        ext = CUDAExtension(
+            "ltbench._C",
+            cpp_sources + cuda_sources,
+            include_dirs=include_dirs,
+            library_dirs=library_dirs,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
+            extra_link_args=["-fopenmp"],
+        )
+        print(f"ltbench: building CPU + CUDA kernels (arch {os.environ.get('TORCH_CUDA_ARCH_LIST', 'auto')})")
+    else:
+        ext = CppExtension(
+            "ltbench._C",
+            cpp_sources,
+            include_dirs=include_dirs,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=["-fopenmp"],
+        )
+        print("ltbench: building CPU kernels only")
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)}
+
+
+ext_modules, cmdclass = _extensions()
+
+setup(
+    packages=find_packages(include=["ltbench", "ltbench.*", "baselines", "baselines.*"]),
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    include_package_data=True,
+)

@@ -1,0 +1,22 @@
+import os
+
+import pytest
+import torch
+
+from ltbench.testing import make_tiny_vae_prior
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may touch the network
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_prior(tmp_path_factory):
+    return make_tiny_vae_prior(str(tmp_path_factory.mktemp("prior")))
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory):
+    from ltbench.data.phantom import PhantomConfig, write_phantom
+
+    out = str(tmp_path_factory.mktemp("phantom") / "ph")
+    return write_phantom(PhantomConfig(n=120, size=32, seed=3, min_test_positives=0), out, progress=False)
