@@ -68,6 +68,8 @@ def _extensions():
         cxx_flags.append("-march=native")
     # OpenMP parallelises the CPU loops (torch's at::parallel_for uses it too).
     cxx_flags.append("-fopenmp")
+    # no errno from libm: lets the compiler call the vectorised exp/log of glibc's libmvec
+    cxx_flags.append("-fno-math-errno")
     define_macros = []
     if use_cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():

@@ -16,4 +16,12 @@ TORCH_LIBRARY(ltbench, m) {
   // Build probe: out = x * alpha. Exercises the CPU and CUDA build and dispatch paths
   // until the method's fused ops land (issue: fused C++/CUDA ops).
   m.def("probe_scale(Tensor x, float alpha) -> Tensor");
+  // Inverse-CDF draw from softmax over channels: logits [B,C,H,W], uniforms [B,H,W] -> int64 [B,H,W].
+  m.def("channel_sample(Tensor logits, Tensor u) -> Tensor");
+  // Imitation loss (Eq. 2): mean BCE(softmax(logits), one_hot(idx)); its backward is its own op.
+  m.def("imitation_bce(Tensor student_logits, Tensor idx) -> Tensor");
+  m.def("imitation_bce_backward(Tensor grad, Tensor student_logits, Tensor idx) -> Tensor");
+  // Eq. 7-12 as a select: z_f = pick ? z_t : z_h, pick = (m_s != m_g) ? m_s : m_r.
+  m.def("mask_fuse(Tensor z_t, Tensor z_h, Tensor m_s, Tensor m_g, Tensor m_r) -> Tensor");
+  m.def("mask_fuse_backward(Tensor grad, Tensor m_s, Tensor m_g, Tensor m_r) -> (Tensor, Tensor)");
 }

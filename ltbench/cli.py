@@ -40,12 +40,136 @@ def _cmd_encode(args) -> int:
     return 0
 
 
+def _cmd_prior_train(args) -> int:
+    from ltbench.prior.train import PRESETS, PriorTrainConfig, train_prior
+
+    base = dataclasses.asdict(PRESETS[args.preset])
+    cfg = PriorTrainConfig(**{k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()})
+    print(json.dumps({"prior_train": dataclasses.asdict(cfg), "preset": args.preset}, indent=2))
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "prior", args.preset)
+    work = args.work_dir or os.path.join("runs", f"prior-{args.preset}")
+    train_prior(cfg, out, work, progress=not args.quiet)
+    print(f"wrote prior {out}")
+    return 0
+
+
+def _cmd_prior_evaluate(args) -> int:
+    from ltbench.prior.pipeline import load_prior
+    from ltbench.prior.quality import QualityConfig, evaluate_prior, render_readme, sample_grid
+    from ltbench.utils.io import atomic_write_json, atomic_write_text
+
+    prior = load_prior(args.prior, device=args.device, precision=args.precision)
+    out = args.out or prior.path
+    os.makedirs(out, exist_ok=True)
+    cfg = config_from_args(QualityConfig, args)
+    print(json.dumps({"prior_evaluate": dataclasses.asdict(cfg), "prior": prior.path}, indent=2))
+    quality = evaluate_prior(prior, cfg, progress=not args.quiet)
+    atomic_write_json(os.path.join(out, "quality.json"), quality)
+    sample_grid(prior, os.path.join(out, "sample_grid.png"), steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
+    training = {}
+    if os.path.exists(os.path.join(prior.path, "training_config.json")):
+        with open(os.path.join(prior.path, "training_config.json")) as f:
+            training = json.load(f)
+    atomic_write_text(os.path.join(out, "README.md"), render_readme(quality, training))
+    print(json.dumps(quality, indent=2))
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    import numpy as np
+
+    from ltbench.data.classes import PAPER_CLASSES
+    from ltbench.data.writer import write_image_folder
+    from ltbench.prior.pipeline import load_prior
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else list(PAPER_CLASSES)
+    prompts = [p for p in args.prompt for _ in range(args.n)]
+    prior = load_prior(args.prior, device=args.device, precision=args.precision)
+    with prior.count_unet() as cnt:
+        z = prior.text_to_image(prompts, steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+    images = prior.decode(z)
+    # a prompt's labels are the class names it contains (the t2i baseline's convention)
+    labels = np.array([[int(c.lower() in p.lower()) for c in classes] for p in prompts], dtype=np.uint8)
+    write_image_folder(args.out, images, labels, classes, extra={"prompt": prompts}, latents=z.numpy(), overwrite=args.overwrite)
+    print(f"wrote {len(prompts)} images to {args.out} ({cnt.rows / max(len(prompts), 1):.0f} UNet evaluations per sample)")
+    return 0
+
+
+def _split_list(text):
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+def _cmd_train_il(args) -> int:
+    from ltbench.data.store import LatentStore
+    from ltbench.method.il import ILConfig, train_il
+
+    cfg = config_from_args(ILConfig, args)
+    train = LatentStore(args.latents, split=args.split)
+    val = LatentStore(args.latents, split=args.val_split) if args.val_split else None
+    print(json.dumps({"train_il": dataclasses.asdict(cfg), "train_rows": len(train), "val_rows": len(val) if val else 0}, indent=2))
+    train_il(train, val, cfg, args.out, progress=not args.quiet)
+    print(f"wrote iterated-learning run {args.out} (model.pt, log.jsonl, checkpoints/)")
+    return 0
+
+
+def _cmd_augment(args) -> int:
+    import numpy as np
+
+    from ltbench.augment.fsa_il import generate_fusions
+    from ltbench.data.presets import DATASETS
+    from ltbench.data.store import LatentStore
+    from ltbench.data.writer import write_image_folder
+    from ltbench.method.cam import compute_cams
+    from ltbench.method.fusion import FusionConfig
+    from ltbench.method.il import load_il
+    from ltbench.prior.pipeline import load_prior
+    from ltbench.prior.vae import vae_identity
+
+    if args.method != "fsa-il":
+        raise ValueError(f"augment --method {args.method!r} is not available yet; implemented: fsa-il")
+    cfg = config_from_args(FusionConfig, args, refine_steps=args.steps)
+    store = LatentStore(args.latents, split=args.split)
+    classes = list(store.classes)
+    preset = DATASETS["phantom"]
+    head, tail = _split_list(args.head) or list(preset.head), _split_list(args.tail) or list(preset.tail)
+    unknown = [c for c in head + tail if c not in classes]
+    if unknown:
+        raise KeyError(f"classes {unknown} are not in the latent store (it has {classes})")
+    prior = load_prior(args.prior, device=args.device)
+    enc = store.manifest["identity"]["vae"]["weights_sha256"]
+    if vae_identity(prior.path)["weights_sha256"] != enc:
+        raise ValueError(f"the latents in {args.latents} were encoded with another VAE than the prior {prior.path}'s; decode with the prior that encoded them")
+    model = load_il(args.il)
+    print(json.dumps({"augment": dataclasses.asdict(cfg), "method": args.method, "head": head, "tail": tail, "rows": len(store)}, indent=2))
+    cams, scores = compute_cams(model, store, os.path.join(args.out + ".work", "cams"), progress=not args.quiet)
+    meta = type("Record", (), {})()
+    with prior.count_unet() as cnt:
+        z, y = generate_fusions(model, store, cams, scores, classes, head, tail, cfg, prior=prior, record=meta, progress=not args.quiet)
+    images = prior.decode(z)
+    rows = store.rows
+    p = meta.partners_
+    extra = {"tail_row": rows[p[:, 0]], "partner_row": rows[p[:, 1]], "tail_class": [classes[c] for c in p[:, 3]], "partner_head_class": [classes[c] for c in p[:, 2]]}
+    write_image_folder(args.out, images, y, classes, extra=extra, latents=z.numpy(), overwrite=args.overwrite)
+    import shutil
+
+    shutil.rmtree(args.out + ".work", ignore_errors=True)
+    print(f"wrote {len(z)} fsa-il@{args.steps} samples to {args.out} ({cnt.rows / max(len(z), 1):.0f} UNet evaluations per sample)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ltbench.data.csv_dataset import ImageConfig
     from ltbench.data.phantom import PhantomConfig
     from ltbench.data.presets import DATASETS
     from ltbench.prior.encode import EncodeConfig
+    from ltbench.augment import AUGMENTERS, _load_plugins
+    from ltbench.method.fusion import FusionConfig
+    from ltbench.method.il import ILConfig
+    from ltbench.prior.quality import QualityConfig
+    from ltbench.prior.train import PRESETS, PriorTrainConfig
 
+    _load_plugins()
+    augmenters = sorted(AUGMENTERS)
     p = argparse.ArgumentParser(prog="ltbench", description="Long-tail augmentation benchmark in the latent space of diffusion models.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -75,6 +199,66 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_args(enc, EncodeConfig, group="encode")
     enc.set_defaults(func=_cmd_encode)
+
+    prior = sub.add_parser("prior", help="train or evaluate a diffusion prior", description="Train or evaluate a diffusion prior.")
+    psub = prior.add_subparsers(dest="prior_command", metavar="ACTION", required=True)
+    pt = psub.add_parser("train", help="train the phantom prior (a small Stable-Diffusion-format pipeline)", description="Train the phantom prior on CXR-Phantom-LT: VAE, then UNet + text encoder. Seeded, checkpointed, resumable.")
+    pt.add_argument("--preset", default="phantom", choices=sorted(PRESETS), help="training preset (default: phantom)")
+    pt.add_argument("--out", default=None, help="pipeline folder to write (default: the shipped ltbench/prior/<preset>)")
+    pt.add_argument("--work-dir", default=None, help="checkpoints, for resuming (default: runs/prior-<preset>)")
+    pt.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(pt, PriorTrainConfig, group="overrides of the preset", defaults_none=True)
+    pt.set_defaults(func=_cmd_prior_train)
+
+    pe = psub.add_parser("evaluate", help="measure a prior's quality on CXR-Phantom-LT", description="VAE reconstruction error on held-out phantom images, prompt fidelity judged by a classifier trained on real phantom images, and a sample grid; writes quality.json, sample_grid.png and README.md.")
+    pe.add_argument("--prior", default="phantom", help="prior folder or 'phantom' (default: phantom)")
+    pe.add_argument("--out", default=None, help="where to write (default: the prior's own folder)")
+    pe.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    pe.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto = fp32 on CPU, bf16 on GPU")
+    pe.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(pe, QualityConfig, group="evaluation")
+    pe.set_defaults(func=_cmd_prior_evaluate)
+
+    gen = sub.add_parser("generate", help="text-to-image samples from a prior", description="Sample images from a diffusion prior (a local Stable Diffusion folder or 'phantom') from class-name prompts; writes the dataset layout (images/, labels.csv) plus latents.npy.")
+    gen.add_argument("--prior", default="phantom", help="prior folder or 'phantom' (default: phantom)")
+    gen.add_argument("--prompt", action="append", required=True, help="a prompt, e.g. 'Cardiomegaly' (repeatable)")
+    gen.add_argument("--n", type=int, default=8, help="samples per prompt (default: 8)")
+    gen.add_argument("--steps", type=int, default=75, help="sampling steps (default: 75, RoentGen's card)")
+    gen.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default: 4)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
+    gen.add_argument("--batch-size", type=int, default=16, help="samples per pipeline call (default: 16)")
+    gen.add_argument("--classes", default=None, help="comma-separated class names for the labels CSV (default: the paper's ten)")
+    gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    gen.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto = fp32 on CPU, bf16 on GPU")
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(func=_cmd_generate)
+
+    il = sub.add_parser("train-il", help="iterated learning on a latent store (the method's stage 1)", description="Train S, D and C by iterated learning on a latent store; checkpoints per generation (a killed run resumes), losses and validation mAP in log.jsonl.")
+    il.add_argument("--latents", required=True, help="latent store (from `ltbench encode`)")
+    il.add_argument("--out", required=True, help="run folder")
+    il.add_argument("--split", default="train", help="split to train on (default: train)")
+    il.add_argument("--val-split", default="val", help="split to validate on, '' for none (default: val)")
+    il.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(il, ILConfig, group="iterated learning")
+    il.set_defaults(func=_cmd_train_il)
+
+    au = sub.add_parser("augment", help="generate tail-class samples (fsa-il)", description="Fuse tail and head examples in the learned sparse space, decode, optionally refine with k diffusion steps; writes images/, labels.csv (dataset layout) and latents.npy.")
+    au.add_argument("--method", default="fsa-il", choices=augmenters, help="augmenter (default: fsa-il)")
+    au.add_argument("--latents", required=True, help="latent store")
+    au.add_argument("--il", required=True, help="iterated-learning run folder (from `ltbench train-il`)")
+    au.add_argument("--steps", type=int, default=0, help="refinement steps k (the paper's @k; default 0)")
+    au.add_argument("--prior", default="phantom", help="the prior that encoded the latents: decodes and refines (default: phantom)")
+    au.add_argument("--split", default="train", help="split whose examples are fused (default: train)")
+    au.add_argument("--head", default=None, help="comma-separated head classes (default: the paper's five)")
+    au.add_argument("--tail", default=None, help="comma-separated tail classes (default: the paper's five)")
+    au.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    au.add_argument("--out", required=True, help="output folder")
+    au.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    au.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(au, FusionConfig, exclude=("refine_steps",), group="fusion")
+    au.set_defaults(func=_cmd_augment)
     return p
 
 

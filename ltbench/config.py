@@ -22,8 +22,9 @@ def _field_comments(cls) -> dict[str, str]:
     return comments
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls, exclude=(), group: str | None = None) -> None:
-    """Add one option per field of dataclass ``cls``."""
+def add_config_args(parser: argparse.ArgumentParser, cls, exclude=(), group: str | None = None, defaults_none: bool = False) -> None:
+    """Add one option per field of dataclass ``cls``. With ``defaults_none`` an option left
+    out parses as None (a preset's value then applies; the help still shows the default)."""
     target = parser.add_argument_group(group or cls.__name__) if group is not False else parser
     comments = _field_comments(cls)
     hints = typing.get_type_hints(cls)
@@ -32,12 +33,13 @@ def add_config_args(parser: argparse.ArgumentParser, cls, exclude=(), group: str
             continue
         typ = hints[f.name]
         default = f.default
+        parse_default = None if defaults_none else default
         opt = "--" + f.name.replace("_", "-")
         help_ = f"{comments.get(f.name, '')} (default: {default})"
         if typ is bool:
-            target.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_)
+            target.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction, default=parse_default, help=help_)
         else:
-            target.add_argument(opt, dest=f.name, type=typ if typ in (int, float, str) else str, default=default, help=help_)
+            target.add_argument(opt, dest=f.name, type=typ if typ in (int, float, str) else str, default=parse_default, help=help_)
 
 
 def config_from_args(cls, args: argparse.Namespace, **overrides):

@@ -3,14 +3,29 @@
 import hashlib
 import json
 import os
+from importlib import resources
 
 import torch
+
+SHIPPED = ("phantom",)  # prior names that mean a folder shipped inside the package
+
+
+def resolve_prior(path: str) -> str:
+    """A prior name (``phantom``) or a folder -> the folder."""
+    if path in SHIPPED:
+        folder = str(resources.files("ltbench.prior") / path)
+        if not os.path.isfile(os.path.join(folder, "model_index.json")):
+            raise FileNotFoundError(f"the shipped prior '{path}' is missing from {folder}; reinstall ltbench or retrain it with `ltbench prior train --preset {path}`")
+        return folder
+    return path
+
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.safetensors")
 
 
 def vae_folder(path: str) -> str:
     """``PATH/vae`` of a pipeline folder, or ``PATH`` itself when it is a VAE folder."""
+    path = resolve_prior(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"prior not found: {path}")
     for cand in (os.path.join(path, "vae"), path):
@@ -43,13 +58,22 @@ def vae_identity(path: str) -> dict:
     }
 
 
+def dtype_kwargs(dtype: torch.dtype) -> dict:
+    """``from_pretrained``'s dtype keyword: ``dtype`` in new diffusers, ``torch_dtype`` before."""
+    try:
+        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """``AutoencoderKL`` from a local folder, offline, in eval mode."""
     from diffusers import AutoencoderKL
 
     folder = vae_folder(path)
     try:
-        vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
+        vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, **dtype_kwargs(dtype))
     except (OSError, ValueError, EnvironmentError) as exc:
         raise RuntimeError(f"cannot load the VAE in {folder}: {exc}") from exc
     return vae.to(device).eval().requires_grad_(False)

@@ -1,0 +1,54 @@
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "common/checks.h"
+#include "ops/channel_sample/channel_sample.h"
+
+namespace ltbench {
+void check_channel_sample_args(const at::Tensor& logits, const at::Tensor& u);
+
+namespace {
+
+// One thread per pixel: for consecutive threads the reads of channel c are consecutive
+// addresses (NCHW), so every load of both passes is coalesced. Probabilities and one-hots
+// are never written: two reads of the logits, one int64 write per pixel.
+template <typename scalar_t, typename acc_t>
+__global__ void channel_sample_kernel(const scalar_t* __restrict__ l, const acc_t* __restrict__ u,
+                                      int64_t* __restrict__ out, int64_t B, int64_t C, int64_t HW) {
+  const int64_t n = B * HW;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
+    const int64_t b = i / HW, p = i % HW;
+    const scalar_t* px = l + b * C * HW + p;
+    acc_t m, s;
+    softmax_px::max_sum<scalar_t, acc_t>(px, HW, C, m, s);
+    out[i] = softmax_px::draw<scalar_t, acc_t>(px, HW, C, m, acc_t(1) / s, u[i]);
+  }
+}
+
+at::Tensor channel_sample_cuda(const at::Tensor& logits, const at::Tensor& u) {
+  check_channel_sample_args(logits, u);
+  const c10::cuda::CUDAGuard guard(logits.device());
+  auto l = logits.contiguous();
+  const int64_t B = l.size(0), C = l.size(1), HW = l.size(2) * l.size(3);
+  auto out = at::empty({B, l.size(2), l.size(3)}, l.options().dtype(at::kLong));
+  if (out.numel() == 0) return out;
+  const int threads = 256;
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((B * HW + threads - 1) / threads, sms * 32)));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.scalar_type(), "channel_sample_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    auto uu = u.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    channel_sample_kernel<scalar_t, acc_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        l.data_ptr<scalar_t>(), uu.data_ptr<acc_t>(), out.data_ptr<int64_t>(), B, C, HW);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace
+}  // namespace ltbench
+
+TORCH_LIBRARY_IMPL(ltbench, CUDA, m) { m.impl("channel_sample", &ltbench::channel_sample_cuda); }

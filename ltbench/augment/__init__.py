@@ -1,0 +1,71 @@
+"""The augmenter contract shared by every row of Table 1, and its registry.
+
+imbalanced-learn style: the constructor only stores hyper-parameters; ``fit_generate(X, y)``
+returns the NEW samples ``(X_new, y_new)``; ``fit_resample(X, y)`` returns the originals
+followed by them. ``X`` is an array/tensor ``[N, ...]`` (latents or images) and ``y`` 0/1
+multi-hot ``[N, K]``; returned labels are always 0/1 multi-hot (never the -1/+1 of the
+authors' code). State learned by fitting ends in ``_``; randomness comes in through ``seed``.
+Augmenters are registered by name; the CLI's and reproduce's choices come from the registry.
+"""
+
+import numpy as np
+import torch
+
+AUGMENTERS: dict[str, type] = {}
+
+
+def register_augmenter(cls):
+    if not getattr(cls, "name", None):
+        raise ValueError(f"{cls.__name__} needs a class attribute `name`")
+    if cls.name in AUGMENTERS and AUGMENTERS[cls.name] is not cls:
+        raise ValueError(f"augmenter {cls.name!r} is already registered")
+    AUGMENTERS[cls.name] = cls
+    return cls
+
+
+def make_augmenter(name: str, **params):
+    _load_plugins()
+    if name not in AUGMENTERS:
+        raise KeyError(f"unknown augmenter {name!r}; registered: {sorted(AUGMENTERS)}")
+    return AUGMENTERS[name](**params)
+
+
+def _load_plugins() -> None:
+    import ltbench.augment.fsa_il  # noqa: F401  (registers fsa-il)
+
+
+def check_xy(X, y) -> tuple[torch.Tensor, np.ndarray]:
+    """Validate and convert: X Tensor[N, ...] finite float, y uint8[N, K] in {0, 1}."""
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
+    y = np.asarray(y)
+    if X.ndim < 2 or not X.is_floating_point():
+        raise ValueError(f"X must be a float array [N, ...], got shape {tuple(X.shape)} dtype {X.dtype}")
+    if y.ndim != 2 or len(y) != len(X):
+        raise ValueError(f"y must be [N, K] with N = {len(X)}, got shape {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y must be 0/1 multi-hot (no -1, no probabilities)")
+    if not torch.isfinite(X).all():
+        raise ValueError("X contains NaN or inf")
+    return X.float(), y.astype(np.uint8)
+
+
+class Augmenter:
+    """Base class: subclasses set ``name`` and implement ``_generate(X, y) -> (X_new, y_new)``."""
+
+    name: str = ""
+
+    def fit_generate(self, X, y):
+        X, y = check_xy(X, y)
+        X_new, y_new = self._generate(X, y)
+        y_new = np.asarray(y_new)
+        if len(X_new) and (y_new.ndim != 2 or y_new.shape[1] != y.shape[1] or not np.isin(y_new, (0, 1)).all()):
+            raise AssertionError(f"{self.name} returned labels that are not 0/1 multi-hot [N, {y.shape[1]}]")
+        return torch.as_tensor(X_new).float(), y_new.astype(np.uint8)
+
+    def fit_resample(self, X, y):
+        X, y = check_xy(X, y)
+        X_new, y_new = self.fit_generate(X, y)
+        return torch.cat([X, X_new.reshape(-1, *X.shape[1:])]), np.concatenate([y, y_new.reshape(-1, y.shape[1])])
+
+    def _generate(self, X, y):
+        raise NotImplementedError

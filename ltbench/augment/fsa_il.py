@@ -1,0 +1,97 @@
+"""``fsa-il``: the paper's augmenter (feature-space augmentation with iterated learning).
+
+fit = iterated learning on the latents (``ILConfig``), EigenCAM maps of every example, then
+for each tail class ``n_per_class`` fusions of a tail example with a head partner
+(``FusionConfig``), decoded by D and optionally refined @k through the prior."""
+
+import os
+import tempfile
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from ltbench.augment import Augmenter, register_augmenter
+from ltbench.method.cam import compute_cams
+from ltbench.method.fusion import FusionConfig, choose_partners, fuse_batch, thresholds
+from ltbench.method.il import ILConfig, label_matrix, train_il
+
+
+@register_augmenter
+class FsaIL(Augmenter):
+    name = "fsa-il"
+
+    def __init__(self, classes, head, tail, il: ILConfig = ILConfig(), fusion: FusionConfig = FusionConfig(), prior=None, oracle=None, work_dir: str | None = None, val_fraction: float = 0.1, progress: bool = False):
+        self.classes, self.head, self.tail = list(classes), list(head), list(tail)
+        self.il, self.fusion, self.prior, self.oracle = il, fusion, prior, oracle
+        self.work_dir, self.val_fraction, self.progress = work_dir, val_fraction, progress
+
+    def get_params(self) -> dict:
+        return {"classes": self.classes, "head": self.head, "tail": self.tail, "il": asdict(self.il), "fusion": asdict(self.fusion), "val_fraction": self.val_fraction}
+
+    def _generate(self, X, y):
+        work = self.work_dir or tempfile.mkdtemp(prefix="ltbench-fsa-il-")
+        rng = np.random.default_rng(self.fusion.seed)
+        val = rng.random(len(X)) < self.val_fraction
+        rows = torch.arange(len(X))
+        train = TensorDataset(X[~val], torch.from_numpy(y[~val]).float(), rows[~val])
+        valid = TensorDataset(X[val], torch.from_numpy(y[val]).float(), rows[val]) if val.any() else None
+        self.model_ = train_il(train, valid, self.il, os.path.join(work, "il"), progress=self.progress)
+        full = TensorDataset(X, torch.from_numpy(y).float(), rows)
+        self.cams_, self.scores_ = compute_cams(self.model_, full, os.path.join(work, "cams"), progress=self.progress)
+        return generate_fusions(self.model_, full, self.cams_, self.scores_, self.classes, self.head, self.tail, self.fusion, prior=self.prior, oracle=self.oracle, record=self)
+
+
+def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: FusionConfig, prior=None, oracle=None, record=None, progress: bool = False):
+    """``cfg.n_per_class`` fused latents per tail class. Returns ``(z float32[M, C, H, W],
+    labels uint8[M, K])``; with ``record`` its ``partners_`` gets (tail_pos, partner_pos,
+    head_class, tail_class) per sample and ``thresholds_`` the (tau_h, tau_l) used."""
+    from tqdm.auto import tqdm
+
+    labels = label_matrix(dataset).astype(np.uint8)
+    idx = {c: i for i, c in enumerate(classes)}
+    head_i, tail_i = [idx[c] for c in head], [idx[c] for c in tail]
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tau_h, tau_l = thresholds(cfg, rng)
+    if cfg.refine_steps and prior is None:
+        raise ValueError("refine_steps > 0 needs a prior (e.g. prior='phantom' or a RoentGen folder)")
+    if cfg.label_policy == "oracle" and oracle is None:
+        raise ValueError("label_policy='oracle' needs an oracle: a callable latents -> class probabilities")
+    out_z, out_y, meta = [], [], []
+    for c in tqdm(tail_i, desc="fuse", disable=not progress):
+        pos = np.flatnonzero(labels[:, c] == 1)
+        if len(pos) == 0:
+            raise ValueError(f"tail class '{classes[c]}' has no examples to augment")
+        picks = np.concatenate([rng.permutation(pos) for _ in range(-(-cfg.n_per_class // len(pos)))])[: cfg.n_per_class]
+        partners, hclass = choose_partners(picks, labels, cams, scores, head_i, cfg.partner_rule, cfg.knn, rng)
+        for s in range(0, len(picks), cfg.batch_size):
+            t, h = picks[s : s + cfg.batch_size], partners[s : s + cfg.batch_size]
+            z_t = torch.stack([dataset[int(i)][0] for i in t])
+            z_h = torch.stack([dataset[int(i)][0] for i in h])
+            p = cfg.p if cfg.p_mode == "fixed" else float(torch.rand((), generator=gen))
+            z_f = fuse_batch(model, z_t, z_h, torch.from_numpy(np.asarray(cams[t], np.float32)), torch.from_numpy(np.asarray(cams[h], np.float32)), tau_h, tau_l, p, gen)
+            union = labels[t] | labels[h]
+            if cfg.label_policy == "union":
+                y_new = union
+            elif cfg.label_policy == "tail":
+                y_new = np.zeros_like(union)
+                y_new[:, c] = 1
+            else:
+                y_new = None
+            if cfg.refine_steps:
+                prompts = [" ".join(classes[j] for j in np.flatnonzero(row)) for row in union]  # code: prompt = union label names
+                z_f = prior.refine(z_f, prompts, cfg.refine_steps, steps=cfg.refine_schedule, guidance=cfg.refine_guidance, mode=cfg.refine_mode, seed=int(rng.integers(2**31)))
+            if y_new is None:
+                y_new = (np.asarray(oracle(z_f)) > 0.5).astype(np.uint8)
+            out_z.append(z_f)
+            out_y.append(y_new)
+            meta += [(int(a), int(b), int(hc), c) for a, b, hc in zip(t, h, hclass[s : s + cfg.batch_size])]
+    if record is not None:
+        record.partners_ = np.asarray(meta, dtype=np.int64).reshape(-1, 4)
+        record.thresholds_ = (tau_h, tau_l)
+    if not out_z:
+        shape = tuple(dataset[0][0].shape)
+        return torch.zeros((0, *shape)), np.zeros((0, len(classes)), np.uint8)
+    return torch.cat(out_z), np.concatenate(out_y).astype(np.uint8)

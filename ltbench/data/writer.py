@@ -1,0 +1,56 @@
+"""Write generated images in the dataset layout (PNG folder + labels CSV with a ``path``
+column and one 0/1 column per class), so a harness reads generated data exactly like real
+data. The folder is built as ``OUT.partial`` and renamed when complete."""
+
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ltbench.utils.io import atomic_write_text
+
+LABELS_CSV = "labels.csv"
+
+
+def to_uint8_gray(images) -> np.ndarray:
+    """Tensor/array [N, C, H, W] or [N, H, W] in [0, 1] -> uint8[N, H, W] (channel mean)."""
+    a = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=np.float32)
+    if a.ndim == 4:
+        a = a.mean(1)
+    if a.ndim != 3:
+        raise ValueError(f"images must be [N, C, H, W] or [N, H, W], got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("images contain NaN or inf")
+    return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_image_folder(out: str, images, labels: np.ndarray, classes, extra: dict | None = None, latents: np.ndarray | None = None, overwrite: bool = False) -> str:
+    """images: [N, C, H, W] or [N, H, W] in [0, 1]; labels: 0/1 [N, K]; ``extra``: more CSV
+    columns (e.g. ``prompt``, ``source``); ``latents``: saved as ``latents.npy`` alongside."""
+    imgs = to_uint8_gray(images)
+    labels = np.asarray(labels)
+    if labels.shape != (len(imgs), len(classes)):
+        raise ValueError(f"labels must have shape ({len(imgs)}, {len(classes)}), got {labels.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0/1 multi-hot")
+    if os.path.exists(out):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) or choose another --out")
+        shutil.rmtree(out)
+    tmp = out.rstrip("/") + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "images"))
+    paths = []
+    for i, im in enumerate(imgs):
+        paths.append(f"images/{i:06d}.png")
+        Image.fromarray(im).save(os.path.join(tmp, paths[-1]))
+    df = pd.DataFrame({"path": paths, **(extra or {})})
+    for k, c in enumerate(classes):
+        df[c] = labels[:, k].astype(np.uint8)
+    atomic_write_text(os.path.join(tmp, LABELS_CSV), df.to_csv(index=False))
+    if latents is not None:
+        np.save(os.path.join(tmp, "latents.npy"), np.asarray(latents, dtype=np.float32))
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,123 @@
+"""Stage 3: partner choice, masks and fusion (Sec. 3.3, Eq. 6-13), decoding, refinement.
+
+Partner choice (``partner_rule``):
+* ``paper``: for a tail example, the head class of highest confusion (argmax of C's scores
+  over the head classes), then the exact ``knn`` nearest neighbours in CAM space among that
+  class's examples; the partner is drawn uniformly from them.
+* ``code`` (the authors' code): the ``knn`` nearest neighbours in CAM space over ALL head-class
+  examples. Exact here (the code used approximate pynndescent), and indexed correctly: the
+  code looked tail CAMs up by position in the tail list and returned positions inside the
+  head subset as if they were global indices; ``choose_partners`` always works in global
+  positions of the dataset.
+
+Masks (Eq. 6): M^S = [CAM_tail > tau_h], M^G = [CAM_head < tau_l], thresholds fixed (paper
+figure: 0.4 / 0.4) or drawn once per run from N(0.5, 0.1) (code). M^R ~ Bernoulli(p), p fixed
+(paper: 0.5) or U(0, 1) per batch (code). Fusion is ``ops.mask_fuse``; z_F = D(z_F^s).
+
+Labels (``label_policy``): ``union`` of tail and partner labels (paper), ``tail`` (the tail
+class only, as the code stores), ``oracle`` (relabelled by a classifier trained on real data).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ltbench import ops
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    n_per_class: int = 1000  # generated samples per tail class (authors' base_n)
+    partner_rule: str = "paper"  # "paper" (confused head class, then kNN) or "code" (kNN over all head)
+    knn: int = 3  # neighbours the partner is drawn from (code: 3)
+    thresholds: str = "fixed"  # "fixed" (tau_h, tau_l) or "sampled" once per run from N(0.5, 0.1) (code)
+    tau_h: float = 0.4  # M^S = [CAM_tail > tau_h] (paper figure)
+    tau_l: float = 0.4  # M^G = [CAM_head < tau_l] (paper figure)
+    p_mode: str = "fixed"  # "fixed" p or "sampled" U(0, 1) per batch (code)
+    p: float = 0.5  # Bernoulli rate of M^R (paper)
+    label_policy: str = "union"  # "union" (paper), "tail" (code's stored label), "oracle"
+    refine_steps: int = 0  # k: diffusion steps of refinement (the paper's @k); 0 = none
+    refine_schedule: int = 75  # N: the schedule the last k steps are taken from (code)
+    refine_guidance: float = 3.5  # classifier-free guidance in refinement (code)
+    refine_mode: str = "tail"  # "tail" (code: last k steps, no noise) or "sdedit"
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, allowed in (("partner_rule", ("paper", "code")), ("thresholds", ("fixed", "sampled")), ("p_mode", ("fixed", "sampled")), ("label_policy", ("union", "tail", "oracle")), ("refine_mode", ("tail", "sdedit"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.knn < 1 or self.n_per_class < 0 or self.refine_steps < 0:
+            raise ValueError("knn must be >= 1, n_per_class and refine_steps >= 0")
+
+
+def knn_rows(query: np.ndarray, cams, candidates: np.ndarray, k: int, chunk: int = 8192) -> np.ndarray:
+    """Exact k nearest candidates (euclidean on flattened CAMs) for each query CAM.
+    query float[Q, H*W]; cams [N, H, W] (memory map ok); candidates int[M] global positions.
+    Returns int64[Q, min(k, M)] global positions, nearest first."""
+    q = torch.from_numpy(np.asarray(query, dtype=np.float32))
+    best_d = torch.full((len(q), 0), float("inf"))
+    best_i = torch.zeros((len(q), 0), dtype=torch.int64)
+    for s in range(0, len(candidates), chunk):
+        rows = candidates[s : s + chunk]
+        c = torch.from_numpy(np.asarray(cams[np.sort(rows)], dtype=np.float32).reshape(len(rows), -1))
+        rows_sorted = torch.from_numpy(np.sort(rows).astype(np.int64))
+        d = torch.cdist(q, c)
+        d_all, i_all = torch.cat([best_d, d], 1), torch.cat([best_i, rows_sorted.expand(len(q), -1)], 1)
+        top = torch.topk(d_all, min(k, d_all.shape[1]), dim=1, largest=False)
+        best_d, best_i = top.values, torch.gather(i_all, 1, top.indices)
+    return best_i.numpy()
+
+
+def choose_partners(tail_pos: np.ndarray, labels: np.ndarray, cams, scores, head: list[int], rule: str, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Partners (global positions) for tail examples at global positions ``tail_pos``.
+    Returns ``(partner_pos int64[T], head_class int64[T])``; ``head_class`` is the confused
+    head class (paper rule) or the first head label of the partner (code rule)."""
+    tail_pos = np.asarray(tail_pos, dtype=np.int64)
+    partners = np.empty(len(tail_pos), np.int64)
+    hclass = np.empty(len(tail_pos), np.int64)
+    head = np.asarray(head)
+    if rule == "paper":
+        confused = head[np.argmax(np.asarray(scores)[tail_pos][:, head], axis=1)]
+        groups = {hc: np.flatnonzero(confused == hc) for hc in np.unique(confused)}
+        for hc, members in groups.items():
+            cand = np.flatnonzero(labels[:, hc] == 1)
+            _pick(tail_pos, members, cand, cams, k, rng, partners)
+            hclass[members] = hc
+    elif rule == "code":
+        cand = np.flatnonzero(labels[:, head].max(1) == 1)
+        _pick(tail_pos, np.arange(len(tail_pos)), cand, cams, k, rng, partners)
+        hclass[:] = head[np.argmax(labels[partners][:, head], axis=1)]
+    else:
+        raise ValueError(f"partner rule must be 'paper' or 'code', got {rule!r}")
+    return partners, hclass
+
+
+def _pick(tail_pos, members, cand, cams, k, rng, partners):
+    if len(cand) == 0:
+        raise ValueError("no head-class examples to pair tail examples with")
+    query_rows = tail_pos[members]
+    q = np.asarray(cams[query_rows], dtype=np.float32).reshape(len(members), -1)
+    near = knn_rows(q, cams, cand, k + 1)  # +1: the tail example itself may be a candidate
+    for j, m in enumerate(members):
+        choices = [r for r in near[j] if r != query_rows[j]][:k] or list(near[j][:1])
+        partners[m] = choices[rng.integers(len(choices))]
+
+
+def thresholds(cfg: FusionConfig, rng: np.random.Generator) -> tuple[float, float]:
+    if cfg.thresholds == "fixed":
+        return cfg.tau_h, cfg.tau_l
+    tau_h, tau_l = rng.normal(0.5, 0.1, size=2)
+    return float(tau_h), float(tau_l)
+
+
+@torch.no_grad()
+def fuse_batch(model, z_t: torch.Tensor, z_h: torch.Tensor, cam_t: torch.Tensor, cam_h: torch.Tensor, tau_h: float, tau_l: float, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Eq. 6-13 for a batch: latents Tensor[B, C, H, W] of tail and partner, their CAMs
+    Tensor[B, H, W] -> fused latents z_F = D(z_F^s), Tensor[B, C, H, W]."""
+    s_t, s_h = model.sparse(z_t), model.sparse(z_h)
+    m_s = cam_t > tau_h  # (6) class-specific: where the tail finding is
+    m_g = cam_h < tau_l  # (6) class-generic: where the head example has nothing specific
+    m_r = torch.rand(m_s.shape, generator=gen) < p  # (7)
+    return model.decoder(ops.mask_fuse(s_t, s_h, m_s, m_g, m_r))  # (8)-(13)

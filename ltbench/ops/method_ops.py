@@ -1,0 +1,94 @@
+"""Public entry points of the method's ops. The method calls only these; they dispatch to
+the fused kernels of ``ltbench._C`` when it provides them and to the references otherwise.
+Arguments are checked here (shapes, dtypes, devices: a ``ValueError`` naming the argument)
+whichever backend runs, so errors are the same with and without the extension."""
+
+import torch
+
+from ltbench.ops._backend import extension_available
+from ltbench.ops.references import (
+    channel_sample_reference,
+    check_channel_sample,
+    check_imitation_bce,
+    check_mask_fuse,
+    imitation_bce_reference,
+    mask_fuse_reference,
+)
+
+
+def _has(op: str) -> bool:
+    return extension_available() and hasattr(torch.ops.ltbench, op)
+
+
+def _register() -> bool:
+    if not _has("mask_fuse"):
+        return False
+    lib = "ltbench::"
+
+    @torch.library.register_fake(lib + "channel_sample")
+    def _(logits, u):
+        return logits.new_empty((logits.shape[0], logits.shape[2], logits.shape[3]), dtype=torch.int64)
+
+    @torch.library.register_fake(lib + "imitation_bce")
+    def _(logits, idx):
+        return logits.new_empty(())
+
+    @torch.library.register_fake(lib + "imitation_bce_backward")
+    def _(grad, logits, idx):
+        return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "mask_fuse")
+    def _(z_t, z_h, m_s, m_g, m_r):
+        return torch.empty_like(z_t, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "mask_fuse_backward")
+    def _(grad, m_s, m_g, m_r):
+        return torch.empty_like(grad, memory_format=torch.contiguous_format), torch.empty_like(grad, memory_format=torch.contiguous_format)
+
+    def bce_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def bce_backward(ctx, grad):
+        logits, idx = ctx.saved_tensors
+        return torch.ops.ltbench.imitation_bce_backward(grad, logits, idx), None
+
+    torch.library.register_autograd(lib + "imitation_bce", bce_backward, setup_context=bce_setup)
+
+    def fuse_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[2:])
+
+    def fuse_backward(ctx, grad):
+        gt, gh = torch.ops.ltbench.mask_fuse_backward(grad, *ctx.saved_tensors)
+        return gt, gh, None, None, None
+
+    torch.library.register_autograd(lib + "mask_fuse", fuse_backward, setup_context=fuse_setup)
+    return True
+
+
+_FUSED = _register()
+
+
+def channel_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw from softmax(logits) over channels. Tensor[B, C, H, W], Tensor[B, H, W]
+    uniforms in [0, 1) -> int64[B, H, W]."""
+    if _FUSED:
+        check_channel_sample(logits, u)
+        return torch.ops.ltbench.channel_sample(logits, u)
+    return channel_sample_reference(logits, u)
+
+
+def imitation_bce(student_logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Imitation loss (Eq. 2): mean BCE(softmax(student_logits), one_hot(idx)). -> scalar."""
+    if _FUSED:
+        check_imitation_bce(student_logits, idx, values=not torch.compiler.is_compiling())
+        return torch.ops.ltbench.imitation_bce(student_logits, idx)
+    return imitation_bce_reference(student_logits, idx)
+
+
+def mask_fuse(z_t: torch.Tensor, z_h: torch.Tensor, m_s: torch.Tensor, m_g: torch.Tensor, m_r: torch.Tensor) -> torch.Tensor:
+    """Eq. 7-12: fuse tail and head sparse vectors Tensor[B, C, H, W] under 0/1 masks
+    Tensor[B, H, W] (class-specific M^S, class-generic M^G, random M^R)."""
+    if _FUSED:
+        check_mask_fuse(z_t, z_h, m_s, m_g, m_r)
+        return torch.ops.ltbench.mask_fuse(z_t, z_h, m_s, m_g, m_r)
+    return mask_fuse_reference(z_t, z_h, m_s, m_g, m_r)

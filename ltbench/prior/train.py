@@ -1,0 +1,178 @@
+"""``ltbench prior train --preset phantom``: train the shipped phantom prior.
+
+A Stable-Diffusion-format pipeline (VAE, conditional UNet, text encoder, tokenizer, DDIM
+scheduler) trained from scratch on CXR-Phantom-LT. Stage 1 trains the VAE (reconstruction +
+a small KL, as SD's), fixes ``scaling_factor`` = 1 / std of the latents; stage 2 trains the
+UNet and the text encoder jointly on noise prediction with 10% empty prompts for
+classifier-free guidance, keeping an EMA of the UNet whose weights are shipped.
+
+The prior is trained on its own phantom sample (``phantom_seed``, not the benchmark's seed),
+so it never sees the benchmark's images, like RoentGen never saw the user's test set; that
+sample has the same long tail, so the prior, like RoentGen, has seen few tail images.
+
+All randomness (init, batches, noise, timesteps, dropout) comes from ``seed`` through one
+generator whose state is checkpointed: a killed run resumes and ends with the same weights.
+"""
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ltbench.data.phantom import PhantomConfig, generate
+from ltbench.prior.components import make_schedulers, make_text_encoder, make_tokenizer, make_unet, make_vae, prompt_for
+from ltbench.utils.io import atomic_path, atomic_write_json
+
+log = logging.getLogger("ltbench.prior.train")
+
+
+@dataclass(frozen=True)
+class PriorTrainConfig:
+    n_images: int = 10_000  # phantom training images, long-tailed like the benchmark
+    phantom_seed: int = 1000  # not the benchmark's seed: the prior never sees benchmark images
+    size: int = 64  # px; the default preset's resolution (latents 4x16x16)
+    seed: int = 0  # init, batch order, noise, timesteps, prompt dropout
+    vae_steps: int = 1200  # VAE optimiser steps
+    vae_batch: int = 32
+    vae_lr: float = 1e-3  # small models tolerate a high rate; AdamW
+    kl_weight: float = 1e-6  # SD's VAE: a nearly deterministic autoencoder
+    unet_steps: int = 3000  # UNet + text encoder optimiser steps
+    unet_batch: int = 64
+    unet_lr: float = 1e-3
+    ema_decay: float = 0.999  # the shipped UNet is the EMA of the trained one
+    cond_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance
+    checkpoint_every: int = 200  # steps between resumable checkpoints
+
+
+PRESETS = {"phantom": PriorTrainConfig()}
+
+
+def _to_input(images: np.ndarray, idx) -> torch.Tensor:
+    x = torch.from_numpy(images[idx]).float().div(127.5).sub(1.0)
+    return x[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+def _save(path: str, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool = True) -> str:
+    """Train and write the pipeline folder ``out``; checkpoints go to ``work_dir``."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    ckpt_path = os.path.join(work_dir, "checkpoint.pt")
+    os.makedirs(work_dir, exist_ok=True)
+    state = torch.load(ckpt_path, weights_only=False) if os.path.exists(ckpt_path) else None
+    if state is not None and state["config"] != dataclasses.asdict(cfg):
+        raise ValueError(f"{ckpt_path} was written with another config; delete {work_dir} or use another --work-dir")
+
+    data = generate(PhantomConfig(n=cfg.n_images, seed=cfg.phantom_seed, size=cfg.size, min_test_positives=0))
+    tokenizer = make_tokenizer()
+    prompts = [prompt_for(row) for row in data.labels]
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+
+    vae, unet, text_encoder = make_vae(cfg.seed, cfg.size), make_unet(cfg.seed, cfg.size // 4), make_text_encoder(len(tokenizer), cfg.seed)
+    train_sched, infer_sched = make_schedulers()
+    g = torch.Generator().manual_seed(cfg.seed)
+    vae_opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    stage, step = "vae", 0
+    if state is not None:
+        stage, step = state["stage"], state["step"]
+        vae.load_state_dict(state["vae"])
+        vae_opt.load_state_dict(state["vae_opt"])
+        g.set_state(state["gen"])
+        log.info("resuming prior training at stage %s step %d", stage, step)
+
+    def checkpoint(extra=None):
+        _save(ckpt_path, {"config": dataclasses.asdict(cfg), "stage": stage, "step": step, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(), "gen": g.get_state(), **(extra or {})})
+
+    # ---- stage 1: VAE ------------------------------------------------------------------
+    if stage == "vae":
+        vae.train()
+        with tqdm(total=cfg.vae_steps, initial=step, desc="prior vae", disable=not progress) as bar:
+            while step < cfg.vae_steps:
+                x = _to_input(data.images, torch.randint(0, cfg.n_images, (cfg.vae_batch,), generator=g).numpy())
+                post = vae.encode(x).latent_dist
+                z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+                loss = F.mse_loss(vae.decode(z).sample, x) + cfg.kl_weight * post.kl().mean()
+                vae_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                vae_opt.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+                    checkpoint()
+        stage, step = "unet", 0
+        checkpoint()
+    vae.eval().requires_grad_(False)
+
+    # ---- latents of the whole sample (posterior mean and std), then the scaling factor --
+    means, stds = [], []
+    with torch.no_grad():
+        for s in range(0, cfg.n_images, 256):
+            post = vae.encode(_to_input(data.images, np.arange(s, min(s + 256, cfg.n_images)))).latent_dist
+            means.append(post.mean)
+            stds.append(post.std)
+    mean, std = torch.cat(means), torch.cat(stds)
+    scaling = float(1.0 / mean.std())
+    vae.register_to_config(scaling_factor=scaling)
+
+    # ---- stage 2: UNet + text encoder ---------------------------------------------------
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
+    if state is not None and state["stage"] == "unet" and "unet" in state:
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        opt.load_state_dict(state["opt"])
+        ema.load_state_dict(state["ema"])
+    unet.train()
+    text_encoder.train()
+    with tqdm(total=cfg.unet_steps, initial=step, desc="prior unet", disable=not progress) as bar:
+        while step < cfg.unet_steps:
+            b = torch.randint(0, cfg.n_images, (cfg.unet_batch,), generator=g)
+            z = (mean[b] + std[b] * torch.randn(mean[b].shape, generator=g)) * scaling
+            noise = torch.randn(z.shape, generator=g)
+            t = torch.randint(0, train_sched.config.num_train_timesteps, (len(b),), generator=g)
+            drop = torch.rand(len(b), generator=g) < cfg.cond_dropout
+            tok = torch.where(drop[:, None], empty, ids[b])
+            pred = unet(train_sched.add_noise(z, noise, t), t, text_encoder(tok)[0]).sample
+            loss = F.mse_loss(pred, noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.step(unet.parameters())
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
+                checkpoint({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict()})
+
+    ema.copy_to(unet.parameters())
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=infer_sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    tmp = out.rstrip("/") + ".partial"
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    atomic_write_json(os.path.join(tmp, "training_config.json"), {"preset_config": dataclasses.asdict(cfg), "scaling_factor": scaling, "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
+    if os.path.exists(out):
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    log.info("prior written to %s in %.0fs", out, time.time() - t0)
+    return out
+
+
+__all__ = ["PRESETS", "PriorTrainConfig", "train_prior"]
