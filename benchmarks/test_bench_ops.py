@@ -62,7 +62,9 @@ def run(benchmark, fn, bytes_moved, bandwidth, **info):
 
 # ---- mask_fuse ------------------------------------------------------------------------------
 
-FUSE_IMPLS = ["a-formula", "b-where", "c-compiled", "d-ltbench"]
+# d-ltbench-out writes into a preallocated output like b-where does; d-ltbench allocates its
+# result like a-formula and c-compiled (on CPU a fresh 64 MiB result costs its page faults).
+FUSE_IMPLS = ["a-formula", "b-where", "c-compiled", "d-ltbench", "d-ltbench-out"]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def compiled_formula():
 @pytest.mark.parametrize("impl", FUSE_IMPLS)
 @pytest.mark.parametrize("B", BATCHES)
 def test_ops_mask_fuse(benchmark, bandwidth, compiled_formula, B, impl):
-    if impl == "d-ltbench" and not HAVE_FUSED:
+    if impl.startswith("d-ltbench") and not HAVE_FUSED:
         pytest.skip("extension not built")
     benchmark.group = f"mask_fuse B={B} C={C} {HW}x{HW}"
     g = torch.Generator().manual_seed(0)
@@ -87,8 +89,10 @@ def test_ops_mask_fuse(benchmark, bandwidth, compiled_formula, B, impl):
     elif impl == "c-compiled":
         compiled_formula(zt, zh, ms, mg, mr)  # compile outside the timing
         fn = lambda: compiled_formula(zt, zh, ms, mg, mr)  # noqa: E731
-    else:
+    elif impl == "d-ltbench":
         fn = lambda: torch.ops.ltbench.mask_fuse(zt, zh, ms, mg, mr)  # noqa: E731
+    else:
+        fn = lambda: torch.ops.ltbench.mask_fuse.out(zt, zh, ms, mg, mr, out=out)  # noqa: E731
     res = run(benchmark, fn, 3 * zt.numel() * 4 + 3 * ms.numel(), bandwidth, op="mask_fuse", impl=impl, B=B)
     assert torch.equal(res, ops.mask_fuse_reference(zt, zh, ms, mg, mr))
 

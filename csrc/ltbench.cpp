@@ -23,5 +23,7 @@ TORCH_LIBRARY(ltbench, m) {
   m.def("imitation_bce_backward(Tensor grad, Tensor student_logits, Tensor idx) -> Tensor");
   // Eq. 7-12 as a select: z_f = pick ? z_t : z_h, pick = (m_s != m_g) ? m_s : m_r.
   m.def("mask_fuse(Tensor z_t, Tensor z_h, Tensor m_s, Tensor m_g, Tensor m_r) -> Tensor");
+  // Into a preallocated output (no page faults of a fresh allocation in loops).
+  m.def("mask_fuse.out(Tensor z_t, Tensor z_h, Tensor m_s, Tensor m_g, Tensor m_r, *, Tensor(a!) out) -> ()");
   m.def("mask_fuse_backward(Tensor grad, Tensor m_s, Tensor m_g, Tensor m_r) -> (Tensor, Tensor)");
 }

@@ -108,6 +108,16 @@ def test_mask_fuse_is_exactly_the_select(dtype):
     assert torch.equal(L.mask_fuse(zt, zh, ms.float(), mg.to(torch.uint8), mr.double()), ops.mask_fuse_reference(zt, zh, ms, mg, mr))
 
 
+def test_mask_fuse_out_variant():
+    _, _, zt, zh, ms, mg, mr = _inputs()
+    out = torch.empty_like(zt)
+    res = ops.mask_fuse(zt, zh, ms, mg, mr, out=out)
+    assert res.data_ptr() == out.data_ptr() and torch.equal(out, ops.mask_fuse_reference(zt, zh, ms, mg, mr))
+    torch.library.opcheck(L.mask_fuse.out, (zt, zh, ms, mg, mr), {"out": torch.empty_like(zt)}, test_utils=("test_schema", "test_faketensor"))
+    with pytest.raises(RuntimeError, match="out must be"):
+        L.mask_fuse.out(zt, zh, ms, mg, mr, out=torch.empty(1))
+
+
 def test_mask_fuse_gradients():
     _, _, zt, zh, ms, mg, mr = _inputs(b=2, c=4, h=3, w=5, dtype=torch.float64)
     zt.requires_grad_(True)

@@ -4,7 +4,7 @@
 #ifdef __CUDACC__
 #define LTB_HOST_DEVICE __host__ __device__ __forceinline__
 #else
-#define LTB_HOST_DEVICE inline
+#define LTB_HOST_DEVICE inline __attribute__((always_inline))  // inlined, so simd loops calling it vectorise
 #endif
 
 #include <ATen/ATen.h>

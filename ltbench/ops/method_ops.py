@@ -41,6 +41,10 @@ def _register() -> bool:
     def _(z_t, z_h, m_s, m_g, m_r):
         return torch.empty_like(z_t, memory_format=torch.contiguous_format)
 
+    @torch.library.register_fake(lib + "mask_fuse.out")
+    def _(z_t, z_h, m_s, m_g, m_r, *, out):
+        return None
+
     @torch.library.register_fake(lib + "mask_fuse_backward")
     def _(grad, m_s, m_g, m_r):
         return torch.empty_like(grad, memory_format=torch.contiguous_format), torch.empty_like(grad, memory_format=torch.contiguous_format)
@@ -85,10 +89,15 @@ def imitation_bce(student_logits: torch.Tensor, idx: torch.Tensor) -> torch.Tens
     return imitation_bce_reference(student_logits, idx)
 
 
-def mask_fuse(z_t: torch.Tensor, z_h: torch.Tensor, m_s: torch.Tensor, m_g: torch.Tensor, m_r: torch.Tensor) -> torch.Tensor:
+def mask_fuse(z_t: torch.Tensor, z_h: torch.Tensor, m_s: torch.Tensor, m_g: torch.Tensor, m_r: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 7-12: fuse tail and head sparse vectors Tensor[B, C, H, W] under 0/1 masks
-    Tensor[B, H, W] (class-specific M^S, class-generic M^G, random M^R)."""
+    Tensor[B, H, W] (class-specific M^S, class-generic M^G, random M^R). ``out``: a
+    preallocated contiguous result (not differentiable), for loops that reuse a buffer."""
     if _FUSED:
         check_mask_fuse(z_t, z_h, m_s, m_g, m_r)
+        if out is not None:
+            torch.ops.ltbench.mask_fuse.out(z_t, z_h, m_s, m_g, m_r, out=out)
+            return out
         return torch.ops.ltbench.mask_fuse(z_t, z_h, m_s, m_g, m_r)
-    return mask_fuse_reference(z_t, z_h, m_s, m_g, m_r)
+    res = mask_fuse_reference(z_t, z_h, m_s, m_g, m_r)
+    return res if out is None else out.copy_(res)

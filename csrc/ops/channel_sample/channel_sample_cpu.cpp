@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "common/checks.h"
 #include "ops/channel_sample/channel_sample.h"
 
@@ -38,38 +40,45 @@ at::Tensor channel_sample_cpu(const at::Tensor& logits, const at::Tensor& u) {
     int64_t* po = out.data_ptr<int64_t>();
     const int64_t nblk = (HW + kBlock - 1) / kBlock;
     at::parallel_for(0, B * nblk, 1, [&](int64_t begin, int64_t end) {
+      // exp(l - max) of a block of pixels for every channel: C * kBlock values (64 KiB for
+      // C = 64), cache-resident, so each logit is read once and exponentiated once.
+      std::vector<acc_t> e(C * kBlock);
       acc_t m[kBlock], s[kBlock], acc[kBlock];
-      int64_t idx[kBlock], last[kBlock];
-      bool found[kBlock];
+      // 32-bit bookkeeping next to 32-bit floats keeps the vector lanes aligned
+      int32_t idx[kBlock], last[kBlock], found[kBlock];
       for (int64_t t = begin; t < end; ++t) {
         const int64_t b = t / nblk, p0 = (t % nblk) * kBlock, n = std::min(kBlock, HW - p0);
         const scalar_t* base = pl + b * C * HW + p0;
-        // pass 1: channel-outer, pixel-inner, so every inner loop is a contiguous vector run
+        // channel-outer, pixel-inner: every inner loop is a contiguous, vectorised run
         for (int64_t i = 0; i < n; ++i) m[i] = -std::numeric_limits<acc_t>::infinity();
         for (int64_t c = 0; c < C; ++c) {
           const scalar_t* row = base + c * HW;
-LTB_SIMD
+          LTB_SIMD
           for (int64_t i = 0; i < n; ++i) m[i] = std::max(m[i], static_cast<acc_t>(row[i]));
         }
-        for (int64_t i = 0; i < n; ++i) s[i] = acc_t(0), acc[i] = acc_t(0), idx[i] = 0, last[i] = 0, found[i] = false;
+        for (int64_t i = 0; i < n; ++i) s[i] = acc_t(0), acc[i] = acc_t(0), idx[i] = 0, last[i] = 0, found[i] = 0;
         for (int64_t c = 0; c < C; ++c) {
           const scalar_t* row = base + c * HW;
-LTB_SIMD
-          for (int64_t i = 0; i < n; ++i) s[i] += std::exp(static_cast<acc_t>(row[i]) - m[i]);
+          acc_t* ec = e.data() + c * kBlock;
+          LTB_SIMD
+          for (int64_t i = 0; i < n; ++i) {
+            ec[i] = softmax_px::exp_(static_cast<acc_t>(row[i]) - m[i]);
+            s[i] += ec[i];
+          }
         }
         for (int64_t i = 0; i < n; ++i) s[i] = acc_t(1) / s[i];
         const acc_t* uu_b = pu + b * HW + p0;
-        // pass 2: walk the cumulative sum; branch-free so it vectorises
-        for (int64_t c = 0; c < C; ++c) {
-          const scalar_t* row = base + c * HW;
-LTB_SIMD
+        // walk the cumulative sum; branch-free so it vectorises
+        for (int32_t c = 0; c < static_cast<int32_t>(C); ++c) {
+          const acc_t* ec = e.data() + c * kBlock;
+          LTB_SIMD
           for (int64_t i = 0; i < n; ++i) {
-            const acc_t pc = std::exp(static_cast<acc_t>(row[i]) - m[i]) * s[i];
+            const acc_t pc = ec[i] * s[i];
             last[i] = pc > acc_t(0) ? c : last[i];
             acc[i] += pc;
-            const bool hit = !found[i] && acc[i] > uu_b[i];
+            const int32_t hit = (found[i] == 0) & (acc[i] > uu_b[i]);
             idx[i] = hit ? c : idx[i];
-            found[i] = found[i] || hit;
+            found[i] |= hit;
           }
         }
         int64_t* o = po + b * HW + p0;

@@ -47,7 +47,7 @@ LTB_SIMD
         acc_t* pr = prob.data() + c * kBlock;
 LTB_SIMD
         for (int64_t i = 0; i < n; ++i) {
-          pr[i] = std::exp(static_cast<acc_t>(base[c * HW + i]) - m[i]);
+          pr[i] = softmax_px::exp_(static_cast<acc_t>(base[c * HW + i]) - m[i]);
           s[i] += pr[i];
         }
       }
@@ -77,13 +77,19 @@ at::Tensor imitation_bce_cpu(const at::Tensor& logits, const at::Tensor& idx) {
     const int64_t nblk = (HW + kBlock - 1) / kBlock;
     std::vector<double> partial(B * nblk, 0.0);  // per-block sums: a deterministic reduction order
     for_blocks<scalar_t, acc_t>(l.data_ptr<scalar_t>(), B, C, HW, [&](int64_t b, int64_t p0, int64_t n, const acc_t* prob) {
+      // sum_c bce = sum_c -log(1 - p_c) + per pixel [log(1 - p_k) - log(p_k)]: one log per element
       double sum = 0.0;
       const int64_t* kk = pk + b * HW + p0;
       for (int64_t c = 0; c < C; ++c) {
         const acc_t* pr = prob + c * kBlock;
         acc_t part = acc_t(0);
-        for (int64_t i = 0; i < n; ++i) part += softmax_px::bce_term(pr[i], kk[i] == c);
+        _Pragma("omp simd reduction(+:part)")
+        for (int64_t i = 0; i < n; ++i) part += softmax_px::bce_term(pr[i], false);
         sum += static_cast<double>(part);
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const acc_t pt = prob[kk[i] * kBlock + i];
+        sum += static_cast<double>(softmax_px::bce_term(pt, true) - softmax_px::bce_term(pt, false));
       }
       partial[b * nblk + p0 / kBlock] = sum;
     });
@@ -106,18 +112,27 @@ at::Tensor imitation_bce_backward_cpu(const at::Tensor& grad, const at::Tensor& 
     scalar_t* po = out.data_ptr<scalar_t>();
     for_blocks<scalar_t, acc_t>(l.data_ptr<scalar_t>(), B, C, HW, [&](int64_t b, int64_t p0, int64_t n, const acc_t* prob) {
       // dL/dl_j = p_j (g_j - sum_c g_c p_c), g_c = dL/dp_c of the clamped BCE
+      thread_local std::vector<acc_t> gbuf;
+      gbuf.resize(C * kBlock);
       acc_t dot[kBlock];
       const int64_t* kk = pk + b * HW + p0;
       for (int64_t i = 0; i < n; ++i) dot[i] = acc_t(0);
       for (int64_t c = 0; c < C; ++c) {
         const acc_t* pr = prob + c * kBlock;
-        for (int64_t i = 0; i < n; ++i) dot[i] += softmax_px::bce_dp(pr[i], kk[i] == c) * pr[i];
+        acc_t* g = gbuf.data() + c * kBlock;
+        LTB_SIMD
+        for (int64_t i = 0; i < n; ++i) {
+          g[i] = softmax_px::bce_dp(pr[i], kk[i] == c);
+          dot[i] += g[i] * pr[i];
+        }
       }
+      const acc_t sc = static_cast<acc_t>(scale);
       for (int64_t c = 0; c < C; ++c) {
         const acc_t* pr = prob + c * kBlock;
+        const acc_t* g = gbuf.data() + c * kBlock;
         scalar_t* o = po + b * C * HW + c * HW + p0;
-        for (int64_t i = 0; i < n; ++i)
-          o[i] = static_cast<scalar_t>(static_cast<acc_t>(scale) * pr[i] * (softmax_px::bce_dp(pr[i], kk[i] == c) - dot[i]));
+        LTB_SIMD
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<scalar_t>(sc * pr[i] * (g[i] - dot[i]));
       }
     });
   });

@@ -44,35 +44,55 @@ at::Tensor pick_mask(const at::Tensor& m_s, const at::Tensor& m_g, const at::Ten
 
 namespace {
 
+// Integer type of a scalar's width: the select is done on bits, (a & m) | (h & ~m), which
+// vectorises cleanly and copies NaN payloads untouched.
+template <typename T> struct Bits { using type = void; };
+template <> struct Bits<float> { using type = uint32_t; };
+template <> struct Bits<double> { using type = uint64_t; };
+template <> struct Bits<c10::Half> { using type = uint16_t; };
+template <> struct Bits<c10::BFloat16> { using type = uint16_t; };
+
 template <typename scalar_t>
 void fuse_cpu_kernel(const scalar_t* zt, const scalar_t* zh, const bool* pick, scalar_t* out, int64_t B, int64_t C,
                      int64_t HW) {
-  // One task per (b, c) plane: contiguous HW runs, a branch-free select the compiler vectorises.
+  using U = typename Bits<scalar_t>::type;
+  static_assert(sizeof(U) == sizeof(scalar_t), "bit type must match the scalar");
+  // One task per (b, c) plane: contiguous HW runs.
   at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
     for (int64_t bc = begin; bc < end; ++bc) {
-      const int64_t b = bc / C;
-      const bool* pk = pick + b * HW;
-      const scalar_t* a = zt + bc * HW;
-      const scalar_t* h = zh + bc * HW;
-      scalar_t* o = out + bc * HW;
-LTB_SIMD
-      for (int64_t i = 0; i < HW; ++i) o[i] = mask_fuse::select(pk[i], a[i], h[i]);
+      const bool* __restrict__ pk = pick + (bc / C) * HW;
+      const U* __restrict__ a = reinterpret_cast<const U*>(zt + bc * HW);
+      const U* __restrict__ h = reinterpret_cast<const U*>(zh + bc * HW);
+      U* __restrict__ o = reinterpret_cast<U*>(out + bc * HW);
+      LTB_SIMD
+      for (int64_t i = 0; i < HW; ++i) {
+        const U m = static_cast<U>(0) - static_cast<U>(pk[i]);  // all ones where the tail vector is picked
+        o[i] = (a[i] & m) | (h[i] & ~m);
+      }
     }
   });
 }
 
-at::Tensor mask_fuse_cpu(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s, const at::Tensor& m_g,
-                         const at::Tensor& m_r) {
+void mask_fuse_into_cpu(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s,
+                              const at::Tensor& m_g, const at::Tensor& m_r, at::Tensor& out) {
   check_mask_fuse_args("ltbench::mask_fuse", z_t, z_h, m_s, m_g, m_r);
+  TORCH_CHECK(out.sizes() == z_t.sizes() && out.scalar_type() == z_t.scalar_type() && out.is_contiguous() &&
+                  out.device() == z_t.device(),
+              "ltbench::mask_fuse: out must be a contiguous ", z_t.scalar_type(), " tensor of shape ", z_t.sizes());
   auto a = z_t.contiguous(), h = z_h.contiguous();
-  auto out = at::empty_like(a);
-  if (out.numel() == 0) return out;
+  if (out.numel() == 0) return;
   auto pick = pick_mask(m_s, m_g, m_r);
   const int64_t B = a.size(0), C = a.size(1), HW = a.size(2) * a.size(3);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "mask_fuse_cpu", [&] {
     fuse_cpu_kernel<scalar_t>(a.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), pick.data_ptr<bool>(),
                               out.data_ptr<scalar_t>(), B, C, HW);
   });
+}
+
+at::Tensor mask_fuse_cpu(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s, const at::Tensor& m_g,
+                         const at::Tensor& m_r) {
+  auto out = at::empty(z_t.sizes(), z_t.options().memory_format(at::MemoryFormat::Contiguous));
+  mask_fuse_into_cpu(z_t, z_h, m_s, m_g, m_r, out);
   return out;
 }
 
@@ -110,5 +130,6 @@ LTB_SIMD
 
 TORCH_LIBRARY_IMPL(ltbench, CPU, m) {
   m.impl("mask_fuse", &ltbench::mask_fuse_cpu);
+  m.impl("mask_fuse.out", &ltbench::mask_fuse_into_cpu);
   m.impl("mask_fuse_backward", &ltbench::mask_fuse_backward_cpu);
 }

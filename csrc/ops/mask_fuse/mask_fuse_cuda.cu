@@ -57,14 +57,16 @@ int blocks_for(int64_t n, int threads) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, sms * 32)));
 }
 
-at::Tensor mask_fuse_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s, const at::Tensor& m_g,
-                          const at::Tensor& m_r) {
+void mask_fuse_into_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s,
+                               const at::Tensor& m_g, const at::Tensor& m_r, at::Tensor& out) {
   check_mask_fuse_args("ltbench::mask_fuse", z_t, z_h, m_s, m_g, m_r);
+  TORCH_CHECK(out.sizes() == z_t.sizes() && out.scalar_type() == z_t.scalar_type() && out.is_contiguous() &&
+                  out.device() == z_t.device(),
+              "ltbench::mask_fuse: out must be a contiguous ", z_t.scalar_type(), " tensor of shape ", z_t.sizes());
   const c10::cuda::CUDAGuard guard(z_t.device());
   auto a = z_t.contiguous(), h = z_h.contiguous();
-  auto out = at::empty_like(a);
   const int64_t n = out.numel();
-  if (n == 0) return out;
+  if (n == 0) return;
   auto pick = pick_mask_cuda(m_s, m_g, m_r);
   const int64_t C = a.size(1), HW = a.size(2) * a.size(3);
   const int threads = 256;
@@ -84,6 +86,12 @@ at::Tensor mask_fuse_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at
     });
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+at::Tensor mask_fuse_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s, const at::Tensor& m_g,
+                          const at::Tensor& m_r) {
+  auto out = at::empty(z_t.sizes(), z_t.options().memory_format(at::MemoryFormat::Contiguous));
+  mask_fuse_into_cuda(z_t, z_h, m_s, m_g, m_r, out);
   return out;
 }
 
@@ -111,5 +119,6 @@ std::tuple<at::Tensor, at::Tensor> mask_fuse_backward_cuda(const at::Tensor& gra
 
 TORCH_LIBRARY_IMPL(ltbench, CUDA, m) {
   m.impl("mask_fuse", &ltbench::mask_fuse_cuda);
+  m.impl("mask_fuse.out", &ltbench::mask_fuse_into_cuda);
   m.impl("mask_fuse_backward", &ltbench::mask_fuse_backward_cuda);
 }
