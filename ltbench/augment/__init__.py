@@ -33,6 +33,12 @@ def make_augmenter(name: str, **params):
 def _load_plugins() -> None:
     import ltbench.augment.fsa_il  # noqa: F401  (registers fsa-il)
 
+    try:
+        import baselines  # noqa: F401  (registers none, oversample, smote, t2i)
+    except ImportError as exc:  # an install without the baselines package
+        if "baselines" not in str(exc):
+            raise
+
 
 def check_xy(X, y) -> tuple[torch.Tensor, np.ndarray]:
     """Validate and convert: X Tensor[N, ...] finite float, y uint8[N, K] in {0, 1}."""
