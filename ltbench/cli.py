@@ -113,7 +113,6 @@ def _cmd_train_il(args) -> int:
 
 
 def _cmd_augment(args) -> int:
-    import numpy as np
 
     from ltbench.augment.fsa_il import generate_fusions
     from ltbench.data.presets import DATASETS

@@ -9,7 +9,6 @@ because each shard's sampling noise is seeded by (seed, shard), produces the sam
 uninterrupted run.
 """
 
-import hashlib
 import logging
 import os
 import shutil
@@ -23,7 +22,7 @@ from ltbench.data.csv_dataset import CsvImageDataset, collate_skip_none
 from ltbench.data.store import FORMAT, LABELS, VERSION, ShardWriter, StoreError, identity_mismatch, read_manifest, shard_done, write_manifest
 from ltbench.prior.vae import load_vae, resolve_device, vae_identity
 from ltbench.utils.dist import barrier, rank_world
-from ltbench.utils.io import atomic_write_text
+from ltbench.utils.io import atomic_write_text, sha256_file
 
 log = logging.getLogger("ltbench.encode")
 
@@ -45,14 +44,6 @@ class EncodeConfig:
             raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
         if self.batch_size < 1 or self.shard_size < 1:
             raise ValueError("batch_size and shard_size must be >= 1")
-
-
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg: EncodeConfig = EncodeConfig(), overwrite: bool = False, progress: bool = True) -> str:
@@ -82,7 +73,7 @@ def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg
             "dtype": cfg.dtype,
             "shard_size": cfg.shard_size,
             "preprocessing": {"size": img.size, "channels": img.channels, "resize": "shorter side, antialiased bilinear, centre crop", "value_range": [-1.0, 1.0], "uncertain": img.uncertain},
-            "dataset": {"csv": os.path.abspath(csv), "csv_sha256": _file_sha256(csv), "root": os.path.abspath(dataset.root), "rows": n},
+            "dataset": {"csv": os.path.abspath(csv), "csv_sha256": sha256_file(csv), "root": os.path.abspath(dataset.root), "rows": n},
             "classes": list(dataset.classes),
         },
         "n": n,

@@ -1,11 +1,12 @@
 """Loading the VAE of a local diffusers folder (RoentGen, Stable Diffusion, a test model)."""
 
-import hashlib
 import json
 import os
 from importlib import resources
 
 import torch
+
+from ltbench.utils.io import sha256_file
 
 SHIPPED = ("phantom",)  # prior names that mean a folder shipped inside the package
 
@@ -34,14 +35,6 @@ def vae_folder(path: str) -> str:
     raise FileNotFoundError(f"no VAE in {path}: expected {os.path.join(path, 'vae', 'config.json')} (a diffusers pipeline folder) or {os.path.join(path, 'config.json')}")
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def vae_identity(path: str) -> dict:
     """What identifies the VAE's latents: its folder, config and weights checksums."""
     folder = vae_folder(path)
@@ -53,8 +46,8 @@ def vae_identity(path: str) -> dict:
     return {
         "path": os.path.abspath(folder),
         "class": config.get("_class_name", "AutoencoderKL"),
-        "config_sha256": _sha256(os.path.join(folder, "config.json")),
-        "weights_sha256": _sha256(os.path.join(folder, weights[0])),
+        "config_sha256": sha256_file(os.path.join(folder, "config.json")),
+        "weights_sha256": sha256_file(os.path.join(folder, weights[0])),
     }
 
 

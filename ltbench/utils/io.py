@@ -4,6 +4,7 @@ Each write goes to a temporary file in the destination's folder, is flushed and 
 then renamed over the destination (rename is atomic on POSIX within one filesystem)."""
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -33,3 +34,12 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def atomic_write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks (identities of weights and label files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

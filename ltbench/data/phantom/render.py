@@ -81,7 +81,7 @@ def render(labels: np.ndarray, indices, seed: int, cfg: PhantomConfig, classes=P
 
 
 def _draw(d: _Draws, coarse, fine, noise, on, cfg: PhantomConfig):
-    B, S = noise.shape[0], cfg.size
+    S = cfg.size
     j = cfg.anatomy_jitter
     ew = 1.2 / S + 0.004  # edge half-width: about one pixel, never razor sharp
 
