@@ -92,7 +92,9 @@ def test_ops_mask_fuse(benchmark, bandwidth, compiled_formula, B, impl):
     elif impl == "d-ltbench":
         fn = lambda: torch.ops.ltbench.mask_fuse(zt, zh, ms, mg, mr)  # noqa: E731
     else:
-        fn = lambda: torch.ops.ltbench.mask_fuse.out(zt, zh, ms, mg, mr, out=out)  # noqa: E731
+        def fn():
+            torch.ops.ltbench.mask_fuse.out(zt, zh, ms, mg, mr, out=out)
+            return out
     res = run(benchmark, fn, 3 * zt.numel() * 4 + 3 * ms.numel(), bandwidth, op="mask_fuse", impl=impl, B=B)
     assert torch.equal(res, ops.mask_fuse_reference(zt, zh, ms, mg, mr))
 

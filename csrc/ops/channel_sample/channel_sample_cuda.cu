@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
+#include "common/cuda_launch.cuh"
 #include "ops/channel_sample/channel_sample.h"
 
 namespace ltbench {
@@ -35,13 +36,11 @@ at::Tensor channel_sample_cuda(const at::Tensor& logits, const at::Tensor& u) {
   const int64_t B = l.size(0), C = l.size(1), HW = l.size(2) * l.size(3);
   auto out = at::empty({B, l.size(2), l.size(3)}, l.options().dtype(at::kLong));
   if (out.numel() == 0) return out;
-  const int threads = 256;
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((B * HW + threads - 1) / threads, sms * 32)));
+  const int blocks = grid_for(B * HW);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.scalar_type(), "channel_sample_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto uu = u.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
-    channel_sample_kernel<scalar_t, acc_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    channel_sample_kernel<scalar_t, acc_t><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         l.data_ptr<scalar_t>(), uu.data_ptr<acc_t>(), out.data_ptr<int64_t>(), B, C, HW);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

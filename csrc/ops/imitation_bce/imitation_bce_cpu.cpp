@@ -77,19 +77,29 @@ at::Tensor imitation_bce_cpu(const at::Tensor& logits, const at::Tensor& idx) {
     const int64_t nblk = (HW + kBlock - 1) / kBlock;
     std::vector<double> partial(B * nblk, 0.0);  // per-block sums: a deterministic reduction order
     for_blocks<scalar_t, acc_t>(l.data_ptr<scalar_t>(), B, C, HW, [&](int64_t b, int64_t p0, int64_t n, const acc_t* prob) {
-      // sum_c bce = sum_c -log(1 - p_c) + per pixel [log(1 - p_k) - log(p_k)]: one log per element
-      double sum = 0.0;
-      const int64_t* kk = pk + b * HW + p0;
+      // sum_c bce = -sum_c log(1 - p_c) + per pixel [log(1 - p_k) - log(p_k)] (clamped terms).
+      // sum_c log(1 - p_c) = log prod_c (1 - p_c): one log per pixel instead of one per
+      // element. The product cannot underflow (sum_c p_c = 1, so at most one factor is small,
+      // and it is >= the dtype's epsilon); a factor that rounds to 0 is a clamped term of
+      // exactly 100, counted apart. Unclamped terms are > -log(eps) > -100, as in BCELoss.
+      acc_t prod[kBlock], zeros[kBlock];
+      for (int64_t i = 0; i < n; ++i) prod[i] = acc_t(1), zeros[i] = acc_t(0);
       for (int64_t c = 0; c < C; ++c) {
         const acc_t* pr = prob + c * kBlock;
-        acc_t part = acc_t(0);
-        _Pragma("omp simd reduction(+:part)")
-        for (int64_t i = 0; i < n; ++i) part += softmax_px::bce_term(pr[i], false);
-        sum += static_cast<double>(part);
+        LTB_SIMD
+        for (int64_t i = 0; i < n; ++i) {
+          const acc_t q = acc_t(1) - pr[i];
+          const bool z = q <= acc_t(0);
+          prod[i] *= z ? acc_t(1) : q;
+          zeros[i] += z ? acc_t(1) : acc_t(0);
+        }
       }
+      double sum = 0.0;
+      const int64_t* kk = pk + b * HW + p0;
       for (int64_t i = 0; i < n; ++i) {
         const acc_t pt = prob[kk[i] * kBlock + i];
-        sum += static_cast<double>(softmax_px::bce_term(pt, true) - softmax_px::bce_term(pt, false));
+        sum += static_cast<double>(-softmax_px::log_(prod[i]) - acc_t(softmax_px::kLogClamp) * zeros[i] +
+                                   softmax_px::bce_term(pt, true) - softmax_px::bce_term(pt, false));
       }
       partial[b * nblk + p0 / kBlock] = sum;
     });

@@ -5,19 +5,13 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
+#include "common/cuda_launch.cuh"
 #include "ops/channel_sample/channel_sample.h"
 
 namespace ltbench {
 void check_imitation_bce_args(const char* op, const at::Tensor& logits, const at::Tensor& idx);
 
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, sms * 32)));
-}
 
 // One thread per pixel; per-block partial sums (reduced in shared memory) are summed by
 // at::sum afterwards, so the result does not depend on atomics' ordering.
@@ -78,7 +72,7 @@ at::Tensor imitation_bce_cuda(const at::Tensor& logits, const at::Tensor& idx) {
   auto k = idx.to(at::kLong).contiguous();
   const int64_t B = l.size(0), C = l.size(1), HW = l.size(2) * l.size(3), N = l.numel();
   if (N == 0) return at::full({}, std::numeric_limits<double>::quiet_NaN(), l.options());
-  const int blocks = blocks_for(B * HW);
+  const int blocks = grid_for(B * HW);
   auto partial = at::empty({blocks}, l.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.scalar_type(), "imitation_bce_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -100,7 +94,7 @@ at::Tensor imitation_bce_backward_cuda(const at::Tensor& grad, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.scalar_type(), "imitation_bce_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const acc_t scale = static_cast<acc_t>(grad.item<double>() / static_cast<double>(N));
-    bce_backward_kernel<scalar_t, acc_t><<<blocks_for(B * HW), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    bce_backward_kernel<scalar_t, acc_t><<<grid_for(B * HW), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         l.data_ptr<scalar_t>(), k.data_ptr<int64_t>(), scale, out.data_ptr<scalar_t>(), B, C, HW);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
+#include "common/cuda_launch.cuh"
 #include "common/loops.h"
 #include "ops/mask_fuse/mask_fuse.h"
 #include "ops/mask_fuse/mask_fuse_host.h"
@@ -52,11 +53,6 @@ __global__ void fuse_backward_kernel(const scalar_t* __restrict__ g, const bool*
   }
 }
 
-int blocks_for(int64_t n, int threads) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, sms * 32)));
-}
-
 void mask_fuse_into_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s,
                                const at::Tensor& m_g, const at::Tensor& m_r, at::Tensor& out) {
   check_mask_fuse_args("ltbench::mask_fuse", z_t, z_h, m_s, m_g, m_r);
@@ -69,19 +65,19 @@ void mask_fuse_into_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at:
   if (n == 0) return;
   auto pick = pick_mask_cuda(m_s, m_g, m_r);
   const int64_t C = a.size(1), HW = a.size(2) * a.size(3);
-  const int threads = 256;
+  const int threads = kThreads;
   auto stream = at::cuda::getCurrentCUDAStream();
   const bool vec4 = a.scalar_type() == at::kFloat && HW % 4 == 0 &&
                     reinterpret_cast<uintptr_t>(a.data_ptr()) % 16 == 0 &&
                     reinterpret_cast<uintptr_t>(h.data_ptr()) % 16 == 0 &&
                     reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0;
   if (vec4) {
-    fuse_kernel_f4<<<blocks_for(n / 4, threads), threads, 0, stream>>>(
+    fuse_kernel_f4<<<grid_for(n / 4, threads), threads, 0, stream>>>(
         reinterpret_cast<const float4*>(a.data_ptr<float>()), reinterpret_cast<const float4*>(h.data_ptr<float>()),
         pick.data_ptr<bool>(), reinterpret_cast<float4*>(out.data_ptr<float>()), n / 4, C, HW);
   } else {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "mask_fuse_cuda", [&] {
-      fuse_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, stream>>>(
+      fuse_kernel<scalar_t><<<grid_for(n, threads), threads, 0, stream>>>(
           a.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), pick.data_ptr<bool>(), out.data_ptr<scalar_t>(), n, C, HW);
     });
   }
@@ -105,9 +101,9 @@ std::tuple<at::Tensor, at::Tensor> mask_fuse_backward_cuda(const at::Tensor& gra
   if (n == 0) return {gt, gh};
   auto pick = pick_mask_cuda(m_s, m_g, m_r);
   const int64_t C = g.size(1), HW = g.size(2) * g.size(3);
-  const int threads = 256;
+  const int threads = kThreads;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mask_fuse_backward_cuda", [&] {
-    fuse_backward_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    fuse_backward_kernel<scalar_t><<<grid_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
         g.data_ptr<scalar_t>(), pick.data_ptr<bool>(), gt.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(), n, C, HW);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

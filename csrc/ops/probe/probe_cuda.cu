@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
+#include "common/cuda_launch.cuh"
 #include "ops/probe/probe.h"
 
 namespace ltbench {
@@ -27,11 +28,9 @@ at::Tensor probe_scale_cuda(const at::Tensor& x, double alpha) {
   auto out = at::empty_like(xc);
   const int64_t n = xc.numel();
   if (n == 0) return out;
-  const int threads = 256;
-  const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 65535));
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "probe_scale_cuda", [&] {
-    probe_scale_kernel<scalar_t><<<blocks, threads, 0, stream>>>(
+    probe_scale_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream>>>(
         xc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, alpha);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
