@@ -75,6 +75,18 @@ def _cmd_prior_evaluate(args) -> int:
     return 0
 
 
+def _cmd_oracle_train(args) -> int:
+    from ltbench.eval.oracle import SHIPPED, OracleConfig, train_oracle
+
+    cfg = config_from_args(OracleConfig, args)
+    out = args.out or SHIPPED
+    print(json.dumps({"oracle_train": dataclasses.asdict(cfg), "out": out}, indent=2))
+    train_oracle(cfg, out, progress=not args.quiet)
+    with open(os.path.join(out, "oracle.json")) as f:
+        print(f.read())
+    return 0
+
+
 def _cmd_generate(args) -> int:
     import numpy as np
 
@@ -160,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ltbench.data.csv_dataset import ImageConfig
     from ltbench.data.phantom import PhantomConfig
     from ltbench.data.presets import DATASETS
+    from ltbench.eval.oracle import OracleConfig
     from ltbench.prior.encode import EncodeConfig
     from ltbench.augment import AUGMENTERS, _load_plugins
     from ltbench.method.fusion import FusionConfig
@@ -217,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_args(pe, QualityConfig, group="evaluation")
     pe.set_defaults(func=_cmd_prior_evaluate)
+
+    orc = sub.add_parser("oracle", help="train the phantom's oracle classifier", description="The oracle judges label fidelity and gives the phantom's domain FID features.")
+    osub = orc.add_subparsers(dest="oracle_command", metavar="ACTION", required=True)
+    ot = osub.add_parser("train", help="train the oracle on a large fresh phantom sample", description="Train the oracle (SmallCNN, class-balanced BCE) on a large phantom sample of its own seed; writes oracle.pt and oracle.json (config, per-class test AP on the benchmark's test split).")
+    ot.add_argument("--out", default=None, help="folder to write (default: the shipped ltbench/eval/phantom_oracle)")
+    ot.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(ot, OracleConfig, group="oracle")
+    ot.set_defaults(func=_cmd_oracle_train)
 
     gen = sub.add_parser("generate", help="text-to-image samples from a prior", description="Sample images from a diffusion prior (a local Stable Diffusion folder or 'phantom') from class-name prompts; writes the dataset layout (images/, labels.csv) plus latents.npy.")
     gen.add_argument("--prior", default="phantom", help="prior folder or 'phantom' (default: phantom)")

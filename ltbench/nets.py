@@ -30,13 +30,15 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def fit_multilabel(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 6, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, pos_weight: torch.Tensor | None = None) -> nn.Module:
+def fit_multilabel(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 6, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, pos_weight: torch.Tensor | None = None, progress: bool = False, desc: str = "fit") -> nn.Module:
     """Train ``net`` on (x Tensor[N, ...], y Tensor[N, K] in {0,1}) with BCE-with-logits and
     Adam; seeded batch order. Returns ``net`` in eval mode."""
+    from tqdm.auto import tqdm
+
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
             b = perm[i : i + batch_size]

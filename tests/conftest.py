@@ -20,3 +20,14 @@ def phantom_dir(tmp_path_factory):
 
     out = str(tmp_path_factory.mktemp("phantom") / "ph")
     return write_phantom(PhantomConfig(n=120, size=32, seed=3, min_test_positives=0), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_oracle(tmp_path_factory):
+    """A quickly trained phantom oracle (its numbers mean nothing; its plumbing is real)."""
+    from ltbench.data.phantom import PhantomConfig
+    from ltbench.eval.oracle import OracleConfig, train_oracle
+
+    out = str(tmp_path_factory.mktemp("oracle"))
+    train_oracle(OracleConfig(n_images=300, epochs=1, width=8), out, eval_phantom=PhantomConfig(n=400, min_test_positives=1), progress=False)
+    return out

@@ -22,8 +22,11 @@ from ltbench.method.il import ILConfig, label_matrix, train_il
 class FsaIL(Augmenter):
     name = "fsa-il"
 
-    def __init__(self, classes, head, tail, il: ILConfig = ILConfig(), fusion: FusionConfig = FusionConfig(), prior=None, oracle=None, work_dir: str | None = None, val_fraction: float = 0.1, progress: bool = False):
+    def __init__(self, classes, head, tail, il: ILConfig = ILConfig(), fusion: FusionConfig = FusionConfig(), prior=None, oracle=None, work_dir: str | None = None, val_fraction: float = 0.1, progress: bool = False, fitted=None):
+        """``fitted``: ``(model, cams, scores)`` of an earlier fit on the same ``X`` (rows in the
+        same order) to reuse, e.g. one IL fit shared by the @0/@1/@5 rows; None fits here."""
         self.classes, self.head, self.tail = list(classes), list(head), list(tail)
+        self.fitted = fitted
         self.il, self.fusion, self.prior, self.oracle = il, fusion, prior, oracle
         self.work_dir, self.val_fraction, self.progress = work_dir, val_fraction, progress
 
@@ -31,6 +34,12 @@ class FsaIL(Augmenter):
         return {"classes": self.classes, "head": self.head, "tail": self.tail, "il": asdict(self.il), "fusion": asdict(self.fusion), "val_fraction": self.val_fraction}
 
     def _generate(self, X, y):
+        if self.fitted is not None:
+            self.model_, self.cams_, self.scores_ = self.fitted
+            if len(self.cams_) != len(X):
+                raise ValueError(f"the fitted CAMs cover {len(self.cams_)} examples, X has {len(X)}: fit on the same data")
+            full = TensorDataset(X, torch.from_numpy(y).float(), torch.arange(len(X)))
+            return generate_fusions(self.model_, full, self.cams_, self.scores_, self.classes, self.head, self.tail, self.fusion, prior=self.prior, oracle=self.oracle, record=self, progress=self.progress)
         work = self.work_dir or tempfile.mkdtemp(prefix="ltbench-fsa-il-")
         rng = np.random.default_rng(self.fusion.seed)
         val = rng.random(len(X)) < self.val_fraction
@@ -40,7 +49,7 @@ class FsaIL(Augmenter):
         self.model_ = train_il(train, valid, self.il, os.path.join(work, "il"), progress=self.progress)
         full = TensorDataset(X, torch.from_numpy(y).float(), rows)
         self.cams_, self.scores_ = compute_cams(self.model_, full, os.path.join(work, "cams"), progress=self.progress)
-        return generate_fusions(self.model_, full, self.cams_, self.scores_, self.classes, self.head, self.tail, self.fusion, prior=self.prior, oracle=self.oracle, record=self)
+        return generate_fusions(self.model_, full, self.cams_, self.scores_, self.classes, self.head, self.tail, self.fusion, prior=self.prior, oracle=self.oracle, record=self, progress=self.progress)
 
 
 def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: FusionConfig, prior=None, oracle=None, record=None, progress: bool = False):

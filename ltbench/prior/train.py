@@ -76,7 +76,8 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     if state is not None and state["config"] != dataclasses.asdict(cfg):
         raise ValueError(f"{ckpt_path} was written with another config; delete {work_dir} or use another --work-dir")
 
-    data = generate(PhantomConfig(n=cfg.n_images, seed=cfg.phantom_seed, size=cfg.size, min_test_positives=0))
+    phantom = PhantomConfig(n=cfg.n_images, seed=cfg.phantom_seed, size=cfg.size, min_test_positives=0)
+    data = generate(phantom)
     tokenizer = make_tokenizer()
     prompts = [prompt_for(row) for row in data.labels]
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
@@ -165,7 +166,7 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=infer_sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     tmp = out.rstrip("/") + ".partial"
     pipe.save_pretrained(tmp, safe_serialization=True)
-    atomic_write_json(os.path.join(tmp, "training_config.json"), {"preset_config": dataclasses.asdict(cfg), "scaling_factor": scaling, "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
+    atomic_write_json(os.path.join(tmp, "training_config.json"), {"preset_config": dataclasses.asdict(cfg), "phantom": dataclasses.asdict(phantom), "scaling_factor": scaling, "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
     if os.path.exists(out):
         import shutil
 

@@ -1,0 +1,132 @@
+"""FID through torch-fidelity (never a hand-written Frechet distance).
+
+Feature spaces:
+* ``ltbench-oracle``: the phantom oracle's penultimate features, registered with
+  torch-fidelity's ``register_feature_extractor``; the weights file is passed the standard way
+  (``feature_extractor_weights_path``).
+* ``inception-v3-compat``: torch-fidelity's Inception, only when its weights file is on disk
+  (torch-fidelity's cache or an explicit path); never downloaded, never silently replaced.
+  ``inception_weights()`` says whether it is available; the table then prints
+  "n/a (no Inception weights)".
+
+Images are uint8 grayscale [N, H, W] (or [N, 1, H, W]); Inception sees them repeated to RGB.
+"""
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+ORACLE_EXTRACTOR = "ltbench-oracle"
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+NA_INCEPTION = "n/a (no Inception weights)"
+
+
+class ImageTensorDataset(Dataset):
+    """uint8 [N, H, W] grayscale -> uint8 Tensor[channels, H, W] items (torch-fidelity's input)."""
+
+    def __init__(self, images, channels: int = 1):
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        if x.ndim == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim != 3 or x.dtype != torch.uint8:
+            raise ValueError(f"FID inputs must be uint8 grayscale images [N, H, W], got {tuple(x.shape)} {x.dtype}")
+        self.x, self.channels = x, channels
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i][None].expand(self.channels, -1, -1).contiguous()
+
+
+def _oracle_extractor_class():
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    class OracleFeatures(FeatureExtractorBase):
+        """torch-fidelity feature extractor: the oracle's penultimate layer ('penultimate')."""
+
+        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+            super().__init__(name, features_list)
+            from ltbench.eval.oracle import load_oracle
+
+            if feature_extractor_weights_path is None:
+                raise ValueError("the oracle feature extractor needs feature_extractor_weights_path (an oracle.pt)")
+            self.oracle = load_oracle(feature_extractor_weights_path)
+            self.net = self.oracle.net
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("penultimate",)
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "penultimate"
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return None
+
+        def forward(self, x):
+            # uint8 [B, 1, H, W] from ImageTensorDataset; float64 features for the statistics
+            return (self.net.features(x.float() / 255).double(),)
+
+    return OracleFeatures
+
+
+def register_extractors() -> None:
+    """Register ``ltbench-oracle`` with torch-fidelity (idempotent)."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if ORACLE_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(ORACLE_EXTRACTOR, _oracle_extractor_class())
+
+
+def inception_weights(path: str | None = None) -> str | None:
+    """The local Inception weights file: ``path`` if given (must exist), else torch-fidelity's
+    download cache (torch hub's checkpoints folder). None when absent: nothing is downloaded."""
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Inception weights {path} do not exist")
+        return path
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", INCEPTION_FILE)
+    return cached if os.path.isfile(cached) else None
+
+
+def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> float:
+    """FID between two uint8 image sets [N, H, W] in the given feature space, by
+    ``torch_fidelity.calculate_metrics``. ``weights``: the oracle file, or Inception's."""
+    import torch_fidelity
+
+    register_extractors()
+    if extractor == INCEPTION_EXTRACTOR and weights is None:
+        raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
+    channels = 3 if extractor == INCEPTION_EXTRACTOR else 1
+    a, b = ImageTensorDataset(real, channels), ImageTensorDataset(fake, channels)
+    for name, d in (("real", a), ("generated", b)):
+        if len(d) < 2:
+            raise ValueError(f"FID needs at least 2 {name} images, got {len(d)}")
+    out = torch_fidelity.calculate_metrics(
+        input1=b, input2=a, fid=True, feature_extractor=extractor, feature_extractor_weights_path=weights,
+        batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
+    )
+    return float(out["frechet_inception_distance"])
+
+
+def tail_fid(real_by_class: dict, fake_images, fake_labels, classes, tail, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
+    """Per tail class c: FID(generated images labelled c, real images of c); and their mean.
+    Returns {"per_class": {c: fid or None}, "mean": float or None}; a class with fewer than
+    two generated images gets None and the mean is over the others."""
+    fake_labels = np.asarray(fake_labels)
+    per = {}
+    for c in tail:
+        sel = np.flatnonzero(fake_labels[:, classes.index(c)] == 1) if len(fake_labels) else np.zeros(0, int)
+        per[c] = fid(real_by_class[c], np.asarray(fake_images)[sel], extractor, weights, batch_size) if len(sel) >= 2 else None
+    vals = [v for v in per.values() if v is not None]
+    return {"per_class": per, "mean": float(np.mean(vals)) if vals else None}

@@ -1,0 +1,31 @@
+"""Label fidelity (beyond the paper): does a generated sample still show what it is labelled
+with? Judged by the phantom's oracle, which was trained on far more real data than the
+benchmark's classifier ever sees."""
+
+import numpy as np
+
+
+def label_fidelity(oracle, images, labels, classes, tail, threshold: float = 0.5) -> dict:
+    """For each tail class c, over generated samples labelled c: ``tail`` = fraction the oracle
+    scores positive for c; ``other`` = fraction of their OTHER positive labels the oracle
+    also scores positive (None when they carry none). ``mean_tail`` averages ``tail`` over
+    classes with samples. The oracle's own real-data rates are the reference (oracle.json)."""
+    labels = np.asarray(labels)
+    per = {}
+    if len(labels):
+        p = oracle.probs(images) > threshold
+    for c in tail:
+        k = classes.index(c)
+        sel = np.flatnonzero(labels[:, k] == 1) if len(labels) else np.zeros(0, int)
+        if len(sel) == 0:
+            per[c] = {"n": 0, "tail": None, "other": None}
+            continue
+        other = labels[sel].astype(bool).copy()
+        other[:, k] = False
+        per[c] = {
+            "n": int(len(sel)),
+            "tail": float(p[sel, k].mean()),
+            "other": float(p[sel][other].mean()) if other.any() else None,
+        }
+    vals = [v["tail"] for v in per.values() if v["tail"] is not None]
+    return {"per_class": per, "mean_tail": float(np.mean(vals)) if vals else None}

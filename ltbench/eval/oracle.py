@@ -1,0 +1,110 @@
+"""The phantom's oracle: a classifier trained on a much larger CXR-Phantom-LT sample than the
+benchmark's (free to render), at full resolution, with a class-balanced loss so the tail is
+learned. It judges whether generated samples carry their labels (label fidelity) and its
+penultimate features are the domain feature space of the phantom's FID.
+
+The shipped oracle (``ltbench/eval/phantom_oracle/``) is the output of
+``ltbench oracle train`` with the defaults below; ``oracle.json`` beside it records its
+average precision on the benchmark's default test split next to the training config."""
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ltbench.data.classes import PAPER_CLASSES
+from ltbench.data.phantom import PhantomConfig, generate
+from ltbench.nets import SmallCNN, fit_multilabel, predict_proba
+from ltbench.utils.io import atomic_path, atomic_write_json
+
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "phantom_oracle")
+WEIGHTS = "oracle.pt"
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    n_images: int = 30_000  # 3x the benchmark's default phantom, all used for training
+    phantom_seed: int = 3000  # its own seed: neither the benchmark's (0), the prior's (1000) nor the judge's (2000)
+    width: int = 24  # SmallCNN width; features are 4 * width = 96-d
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 3e-3
+    max_pos_weight: float = 50.0  # class-balanced BCE, capped so the rarest class does not dominate
+    seed: int = 0
+
+
+class Oracle:
+    """A trained oracle. Inputs: images as uint8 Tensor/array [N, H, W] or [N, 1, H, W], or
+    float in [0, 1]; all at the size it was trained on."""
+
+    def __init__(self, net: SmallCNN, classes, size: int, config: dict):
+        self.net, self.classes, self.size, self.config = net.eval(), list(classes), size, config
+
+    def _input(self, images) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"oracle input must be grayscale [N, H, W] or [N, 1, H, W], got {tuple(x.shape)}")
+        if tuple(x.shape[-2:]) != (self.size, self.size):
+            raise ValueError(f"the oracle was trained on {self.size}x{self.size} images, got {tuple(x.shape[-2:])}")
+        return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
+    def probs(self, images, batch_size: int = 256) -> np.ndarray:
+        """float32[N, K] class probabilities."""
+        return predict_proba(self.net, self._input(images), batch_size)
+
+    @torch.no_grad()
+    def features(self, images, batch_size: int = 256) -> torch.Tensor:
+        """Penultimate features Tensor[N, 4 * width]."""
+        x = self._input(images)
+        return torch.cat([self.net.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros(0, self.net.head.in_features)
+
+
+def train_oracle(cfg: OracleConfig, out: str, size: int = 64, eval_phantom: PhantomConfig = PhantomConfig(), progress: bool = True) -> Oracle:
+    """Train on ``cfg.n_images`` fresh phantom images and write ``out/oracle.pt`` and
+    ``out/oracle.json`` (config, seconds, per-class AP on ``eval_phantom``'s test split)."""
+    from sklearn.metrics import average_precision_score
+
+    t0 = time.time()
+    data = generate(PhantomConfig(n=cfg.n_images, seed=cfg.phantom_seed, size=size, min_test_positives=0))
+    x = torch.from_numpy(data.images)[:, None].float() / 255
+    y = torch.from_numpy(data.labels).float()
+    torch.manual_seed(cfg.seed)
+    pos = y.sum(0).clamp_min(1)
+    pos_weight = ((len(y) - pos) / pos).clamp(max=cfg.max_pos_weight)
+    net = SmallCNN(1, len(PAPER_CLASSES), cfg.width)
+    fit_multilabel(net, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, pos_weight=pos_weight, progress=progress, desc="oracle")
+    oracle = Oracle(net, PAPER_CLASSES, size, dataclasses.asdict(cfg))
+    test = generate(dataclasses.replace(eval_phantom, size=size))
+    keep = test.split == "test"
+    p = oracle.probs(test.images[keep])
+    ap = {c: float(average_precision_score(test.labels[keep, k], p[:, k])) for k, c in enumerate(PAPER_CLASSES)}
+    os.makedirs(out, exist_ok=True)
+    with atomic_path(os.path.join(out, WEIGHTS)) as tmp:
+        torch.save({"state_dict": net.state_dict(), "classes": list(PAPER_CLASSES), "size": size, "config": dataclasses.asdict(cfg)}, tmp)
+    atomic_write_json(os.path.join(out, "oracle.json"), {"config": dataclasses.asdict(cfg), "size": size, "train_seconds": round(time.time() - t0, 1), "eval_phantom": dataclasses.asdict(eval_phantom), "test_average_precision": ap, "torch": torch.__version__})
+    return oracle
+
+
+def load_oracle(path: str = "phantom") -> Oracle:
+    """``"phantom"`` (the shipped one), a folder holding ``oracle.pt``, or the file itself."""
+    if path == "phantom":
+        path = SHIPPED
+    file = os.path.join(path, WEIGHTS) if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"no oracle at {file}; train one with `ltbench oracle train --out {path}`")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    net = SmallCNN(1, len(state["classes"]), state["config"]["width"])
+    net.load_state_dict(state["state_dict"])
+    return Oracle(net, state["classes"], state["size"], state["config"])
+
+
+def oracle_json(path: str = "phantom") -> dict:
+    folder = SHIPPED if path == "phantom" else (path if os.path.isdir(path) else os.path.dirname(path))
+    with open(os.path.join(folder, "oracle.json")) as f:
+        return json.load(f)

@@ -1,0 +1,94 @@
+"""Presets of ``python -m ltbench.reproduce table1``: one frozen config composing every stage's
+config (``shared/spec/evaluation.md``).
+
+* ``smoke``: a tiny phantom, every row, one seed: a CI check that the whole job runs (minutes;
+  its numbers mean nothing).
+* ``default``: CXR-Phantom-LT at its default size with the shipped phantom prior and oracle,
+  on CPU; sized to finish on a 2-core machine in about 15 minutes.
+* ``paper``: MIMIC-CXR-LT (10-class subset) + RoentGen from local paths, the paper's sizes,
+  on a GPU.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ltbench.data.phantom import PhantomConfig
+from ltbench.eval.classifier import ClassifierConfig
+from ltbench.method.fusion import FusionConfig
+from ltbench.method.il import IL_PRESETS, ILConfig
+
+# Table 1's rows (the paper's) followed by the extra rows worth having.
+PAPER_ROWS = ("none", "smote", "t2i", "fsa-il@0", "fsa-il@1", "fsa-il@5")
+DEFAULT_ROWS = ("none", "oversample", "smote", "t2i", "fsa-il@0", "fsa-il@1", "fsa-il@5")
+EXTRA_ROWS = ("smote-pixel", "fsa-il@0-tail", "fsa-il@0-oracle")
+ALL_ROWS = DEFAULT_ROWS + EXTRA_ROWS
+
+# The paper's Table 1 (MIMIC-CXR-LT, RoentGen, Inception FID): our row -> (name, FID, head, tail).
+PAPER_TABLE1 = {
+    "none": ("Baseline", None, 0.618, 0.155),
+    "smote": ("SMOTE", 171.864, 0.578, 0.151),
+    "t2i": ("RoentGEN@75", 138.963, 0.618, 0.152),
+    "fsa-il@0": ("Ours@0", 191.873, 0.607, 0.152),
+    "fsa-il@1": ("Ours@1", 191.646, 0.595, 0.143),
+    "fsa-il@5": ("Ours@5", 130.110, 0.595, 0.144),
+}
+
+
+@dataclass(frozen=True)
+class Table1Preset:
+    name: str
+    dataset: str = "phantom"  # "phantom" or "mimic-cxr-lt-paper"
+    phantom: PhantomConfig = PhantomConfig()  # the benchmark data (phantom presets)
+    prior: str = "phantom"  # diffusers folder or "phantom" (the shipped one)
+    oracle: str | None = "phantom"  # label fidelity + domain FID (phantom); None on real data
+    rows: tuple = DEFAULT_ROWS
+    seeds: int = 2  # cells are mean and 95% interval over this many seeds
+    n_per_class: int = 64  # generated samples per tail class (paper: 1000 on 264k images)
+    il: ILConfig = IL_PRESETS["phantom"]
+    fusion: FusionConfig = FusionConfig()  # per row: refine_steps, label_policy, seed, n_per_class
+    classifier: ClassifierConfig = ClassifierConfig()
+    t2i_steps: int = 75  # RoentGen's model card
+    t2i_guidance: float = 4.0
+    fid_real_per_class: int = 256  # real reference images per tail class for FID
+    fid_reference_seed: int = 4000  # phantom: the reference is freshly rendered with its own seed
+    device: str = "auto"
+    data_root: str | None = None  # paper: the MIMIC-CXR-LT folder (images + labels CSV)
+    inception_weights: str | None = None  # torch-fidelity Inception file; None = its cache or n/a
+    extra: dict = field(default_factory=dict)
+
+    def cell_config(self, row: str, seed: int) -> dict:
+        """What a cell's result depends on: everything but the row list and the seed count."""
+        d = dataclasses.asdict(self)
+        for k in ("rows", "seeds", "name", "extra"):
+            d.pop(k)
+        return {"row": row, "seed": seed, **d}
+
+
+PRESETS = {
+    "smoke": Table1Preset(
+        name="smoke",
+        phantom=PhantomConfig(n=1000, min_test_positives=1),
+        rows=DEFAULT_ROWS,
+        seeds=1,
+        n_per_class=6,
+        il=dataclasses.replace(IL_PRESETS["phantom"], generations=2, ngf=8, max_depth=2, batch_size=128),
+        classifier=ClassifierConfig(steps=3, batch_size=8),
+        fid_real_per_class=16,
+    ),
+    "default": Table1Preset(
+        name="default",
+        il=dataclasses.replace(IL_PRESETS["phantom"], generations=4),
+    ),
+    "paper": Table1Preset(
+        name="paper",
+        dataset="mimic-cxr-lt-paper",
+        prior="",
+        oracle=None,
+        rows=PAPER_ROWS,
+        seeds=3,
+        n_per_class=1000,
+        il=IL_PRESETS["paper"],
+        classifier=ClassifierConfig(input_size=224, steps=20_000, batch_size=64, lr=1e-3),
+        fid_real_per_class=1000,
+    ),
+}

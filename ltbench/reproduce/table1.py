@@ -1,0 +1,432 @@
+"""``python -m ltbench.reproduce table1``: every row of Table 1, every seed, one JSON per cell.
+
+A cell is (row, seed): generate ``n_per_class`` samples per tail class with the row's
+augmenter (through the registry), turn them into images (latent rows are decoded by the
+prior's VAE), then measure tail FID per feature space, label fidelity (oracle), the cost, and
+the head/tail mAP of a DenseNet121 trained on train + generated images. Cells already on
+disk with the same config are reused; a killed run resumes (cells and stages are written
+atomically). Shared stages are cached under ``OUT/work``: the data, the train latents, the
+FID reference images, and ONE iterated-learning fit (with its CAMs) shared by every fsa-il
+row and seed. The seed varies the augmenter's draws and the classifier's init and batches.
+
+``table1.md`` / ``table1.csv`` and the figures are rendered from the cell JSONs only
+(``ltbench.reproduce.report``).
+"""
+
+import dataclasses
+import glob
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+
+from ltbench.augment import make_augmenter
+from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES
+from ltbench.data.phantom import generate, make_labels
+from ltbench.eval.classifier import average_precisions, head_tail_map, predict, train_classifier
+from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, ORACLE_EXTRACTOR, inception_weights, tail_fid
+from ltbench.eval.fidelity import label_fidelity
+from ltbench.reproduce.presets import ALL_ROWS, Table1Preset
+from ltbench.reproduce.provenance import metadata
+from ltbench.utils.io import atomic_path, atomic_write_json
+
+log = logging.getLogger("ltbench.reproduce")
+SCHEMA = "ltbench.table1.cell/1"
+
+
+class ConfigMismatch(ValueError):
+    pass
+
+
+def cell_key(row: str, seed: int) -> str:
+    return f"{row}__seed{seed}"
+
+
+def parse_row(row: str) -> dict:
+    """``fsa-il@5`` -> {"method": "fsa-il", "k": 5, "policy": "union"}; ``fsa-il@0-tail``
+    -> policy "tail"; other names are the augmenter itself (``smote-pixel``: pixel space)."""
+    if row not in ALL_ROWS and not row.startswith("fsa-il@"):
+        raise ValueError(f"unknown Table 1 row {row!r}; available: {', '.join(ALL_ROWS)}")
+    if row.startswith("fsa-il@"):
+        k, _, policy = row[len("fsa-il@") :].partition("-")
+        if not k.isdigit() or policy not in ("", "tail", "oracle", "union"):
+            raise ValueError(f"bad fsa-il row {row!r}: expected fsa-il@K or fsa-il@K-tail / -oracle")
+        return {"method": "fsa-il", "k": int(k), "policy": policy or "union", "space": "latent"}
+    if row == "smote-pixel":
+        return {"method": "smote", "space": "pixel"}
+    return {"method": row, "space": "pixel" if row in ("none", "oversample") else "latent"}
+
+
+# ---- shared stages ----------------------------------------------------------------------
+class Context:
+    """Everything the cells share. Images are uint8 [N, H, W]; labels uint8 [N, K]."""
+
+    def __init__(self, preset: Table1Preset, out: str, progress: bool):
+        self.preset, self.out, self.progress = preset, out, progress
+        self.work = os.path.join(out, "work")
+        self.classes, self.head, self.tail = list(PAPER_CLASSES), list(HEAD_CLASSES), list(TAIL_CLASSES)
+        self.timings: dict = {}
+        self._prior = self._oracle = self._il = self._latents = None
+
+    # data -------------------------------------------------------------------------------
+    def load_data(self) -> None:
+        if self.preset.dataset != "phantom":
+            raise NotImplementedError(f"dataset {self.preset.dataset!r}: only the phantom presets run in this version")
+        path = os.path.join(self.work, "data.npz")
+        stamp = _stamp(dataclasses.asdict(self.preset.phantom))
+        t = time.perf_counter()
+        if not _cached(path, stamp):
+            s = generate(self.preset.phantom)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, images=s.images, labels=s.labels, split=s.split, stamp=stamp)
+        d = np.load(path)
+        split = d["split"]
+        self.x_train, self.y_train = d["images"][split == "train"], d["labels"][split == "train"]
+        self.x_test, self.y_test = d["images"][split == "test"], d["labels"][split == "test"]
+        self.timings["data_s"] = round(time.perf_counter() - t, 2)
+        for c in self.tail:
+            if self.y_train[:, self.classes.index(c)].sum() == 0:
+                raise ValueError(f"the train split has no '{c}' example to augment; use a larger phantom (n={self.preset.phantom.n})")
+
+    @property
+    def prior(self):
+        if self._prior is None:
+            from ltbench.prior.pipeline import load_prior
+
+            self._prior = load_prior(self.preset.prior, device=self.preset.device)
+        return self._prior
+
+    @property
+    def oracle(self):
+        if self._oracle is None and self.preset.oracle:
+            from ltbench.eval.oracle import load_oracle
+
+            self._oracle = load_oracle(self.preset.oracle)
+        return self._oracle
+
+    @property
+    def oracle_file(self) -> str | None:
+        if not self.preset.oracle:
+            return None
+        from ltbench.eval.oracle import SHIPPED, WEIGHTS
+
+        p = SHIPPED if self.preset.oracle == "phantom" else self.preset.oracle
+        return os.path.join(p, WEIGHTS) if os.path.isdir(p) else p
+
+    def latents(self) -> torch.Tensor:
+        """Train latents (posterior means, scaled) of the prior's VAE, cached."""
+        if self._latents is None:
+            from ltbench.prior.vae import vae_identity
+
+            path = os.path.join(self.work, "latents.pt")
+            stamp = _stamp({"phantom": dataclasses.asdict(self.preset.phantom), "vae": vae_identity(self.prior.path)["weights_sha256"]})
+            self.latent_stamp = stamp
+            t = time.perf_counter()
+            if not _cached(path, stamp, torch_file=True):
+                z = self.prior.encode(images_to_unit(self.x_train), batch_size=128)
+                with atomic_path(path) as tmp:
+                    torch.save({"latents": z, "stamp": stamp}, tmp)
+            self._latents = torch.load(path, weights_only=True)["latents"]
+            self.timings["encode_s"] = round(time.perf_counter() - t, 2)
+        return self._latents
+
+    def fid_reference(self) -> dict:
+        """Real images per tail class, ``fid_real_per_class`` each: freshly rendered phantom
+        images containing the class, from a seed the benchmark never uses."""
+        path = os.path.join(self.work, "fid_reference.npz")
+        p = self.preset
+        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "m": p.fid_real_per_class, "seed": p.fid_reference_seed})
+        if not _cached(path, stamp):
+            rarest = min(TARGET_PREVALENCE_OF(c) for c in self.tail)
+            cfg = dataclasses.replace(p.phantom, n=int(3 * p.fid_real_per_class / rarest) + 1000, seed=p.fid_reference_seed, min_test_positives=0)
+            labels, _ = make_labels(cfg)
+            ref = {}
+            for c in self.tail:
+                idx = np.flatnonzero(labels[:, self.classes.index(c)] == 1)[: p.fid_real_per_class]
+                ref[c] = generate(cfg, indices=idx).images
+            with atomic_path(path) as tmp:
+                np.savez(tmp, stamp=stamp, **{_safe(c): v for c, v in ref.items()})
+        d = np.load(path)
+        return {c: d[_safe(c)] for c in self.tail}
+
+    def il_fit(self):
+        """One iterated-learning fit (and its CAMs) on the train latents, shared by the fsa-il
+        rows; train_il resumes after its last finished generation."""
+        if self._il is None:
+            from torch.utils.data import TensorDataset
+
+            from ltbench.method.cam import compute_cams
+            from ltbench.method.il import train_il
+
+            t = time.perf_counter()
+            z = self.latents()
+            y = torch.from_numpy(self.y_train).float()
+            rows = torch.arange(len(z))
+            rng = np.random.default_rng(self.preset.il.seed)
+            val = rng.random(len(z)) < 0.1
+            il_dir = os.path.join(self.work, "il")
+            stamp_file = os.path.join(il_dir, "stamp.json")
+            stamp = _stamp({"il": dataclasses.asdict(self.preset.il), "latents": self.latent_stamp})
+            if os.path.exists(stamp_file) and json.load(open(stamp_file)) != stamp:
+                import shutil
+
+                shutil.rmtree(il_dir)
+            os.makedirs(il_dir, exist_ok=True)
+            atomic_write_json(stamp_file, stamp)
+            model = train_il(TensorDataset(z[~val], y[~val], rows[~val]), TensorDataset(z[val], y[val], rows[val]), self.preset.il, il_dir, progress=self.progress)
+            cams, scores = compute_cams(model, TensorDataset(z, y, rows), os.path.join(self.work, "cams"), progress=self.progress)
+            self._il = (model, cams, scores)
+            self.timings["il_fit_s"] = round(time.perf_counter() - t, 2)
+        return self._il
+
+
+def TARGET_PREVALENCE_OF(c: str) -> float:
+    from ltbench.data.classes import TARGET_PREVALENCE
+
+    return TARGET_PREVALENCE[c]
+
+
+def _safe(c: str) -> str:
+    return c.replace(" ", "_")
+
+
+def _stamp(obj) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cached(path: str, stamp: str, torch_file: bool = False) -> bool:
+    if not os.path.exists(path):
+        return False
+    try:
+        got = torch.load(path, weights_only=True)["stamp"] if torch_file else str(np.load(path)["stamp"])
+    except Exception:  # noqa: BLE001 - a corrupt cache is recomputed
+        return False
+    return got == stamp
+
+
+def images_to_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W] -> float [N, 3, H, W] in [0, 1] (the VAE's RGB input)."""
+    return torch.from_numpy(np.asarray(images)).float().div(255)[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+def to_uint8_gray(x: torch.Tensor) -> np.ndarray:
+    """float [N, C, H, W] in [0, 1] -> uint8 [N, H, W] (channel mean, rounded like a PNG)."""
+    if len(x) == 0:
+        return np.zeros((0, 0, 0), np.uint8)
+    return x.float().mean(1).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+
+
+# ---- one cell ---------------------------------------------------------------------------
+def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Run the row's augmenter; returns (images uint8 [M, H, W], labels uint8 [M, K], cost)."""
+    p, spec = ctx.preset, parse_row(row)
+    base = dict(classes=ctx.classes, head=ctx.head, tail=ctx.tail, n_per_class=p.n_per_class, seed=seed)
+    if spec["method"] == "fsa-il":
+        fusion = dataclasses.replace(p.fusion, n_per_class=p.n_per_class, refine_steps=spec["k"], label_policy=spec["policy"], seed=seed)
+        oracle = None
+        if spec["policy"] == "oracle":
+            if ctx.oracle is None:
+                raise ValueError(f"row {row} needs an oracle")
+            oracle = lambda z: ctx.oracle.probs(to_uint8_gray(ctx.prior.decode(z)))  # noqa: E731
+        aug = make_augmenter("fsa-il", classes=ctx.classes, head=ctx.head, tail=ctx.tail, fusion=fusion, prior=ctx.prior, oracle=oracle, fitted=ctx.il_fit())
+    elif spec["method"] == "t2i":
+        aug = make_augmenter("t2i", prior=ctx.prior, steps=p.t2i_steps, guidance=p.t2i_guidance, **base)
+    else:
+        aug = make_augmenter(spec["method"], **base)
+    X = ctx.latents() if spec["space"] == "latent" else torch.from_numpy(ctx.x_train).float().div(255)[:, None]
+    t = time.perf_counter()
+    with ctx.prior.count_unet() as cnt:
+        X_new, y_new = aug.fit_generate(X, ctx.y_train)
+    if spec["space"] == "latent":
+        images = to_uint8_gray(ctx.prior.decode(X_new, batch_size=128)) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
+    else:
+        images = to_uint8_gray(X_new) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
+    seconds = time.perf_counter() - t
+    n = len(images)
+    cost = {
+        "n_generated": n,
+        "generate_seconds": round(seconds, 3),
+        "samples_per_s": round(n / seconds, 3) if n else None,
+        "unet_evals_per_sample": round(cnt.rows / n, 2) if n else None,
+        "space": spec["space"],
+    }
+    return images, y_new.astype(np.uint8), cost
+
+
+def run_cell(ctx: Context, row: str, seed: int) -> dict:
+    p = ctx.preset
+    gen_path = os.path.join(ctx.work, "generated", cell_key(row, seed) + ".npz")
+    stamp = _stamp(p.cell_config(row, seed))
+    if _cached(gen_path, stamp):
+        d = np.load(gen_path)
+        images, labels, cost = d["images"], d["labels"], json.loads(str(d["cost"]))
+    else:
+        images, labels, cost = generate_cell(ctx, row, seed)
+        with atomic_path(gen_path) as tmp:
+            np.savez(tmp, images=images, labels=labels, cost=json.dumps(cost), stamp=stamp)
+    results: dict = {"cost": cost}
+    if len(images):
+        ref = ctx.fid_reference()
+        fid = {}
+        if ctx.oracle_file:
+            fid["oracle"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, ORACLE_EXTRACTOR, ctx.oracle_file)
+        w = inception_weights(p.inception_weights)
+        fid["inception"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, INCEPTION_EXTRACTOR, w) if w else NA_INCEPTION
+        results["tail_fid"] = fid
+        results["label_fidelity"] = label_fidelity(ctx.oracle, images, labels, ctx.classes, ctx.tail) if ctx.oracle else None
+        results["generated_per_class"] = {c: int(labels[:, ctx.classes.index(c)].sum()) for c in ctx.classes}
+    else:
+        results["tail_fid"] = None
+        results["label_fidelity"] = None
+        results["generated_per_class"] = {c: 0 for c in ctx.classes}
+    x = np.concatenate([ctx.x_train, images]) if len(images) else ctx.x_train
+    y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
+    t = time.perf_counter()
+    net = train_classifier(x, y, p.classifier, seed=seed, device=str(ctx.prior.device) if p.device != "cpu" else "cpu", progress=ctx.progress, desc=f"densenet121 {row} s{seed}")
+    scores = predict(net, ctx.x_test, p.classifier, device=next(net.parameters()).device.type)
+    ap = average_precisions(ctx.y_test, scores, ctx.classes)
+    results.update(head_tail_map(ap, ctx.head, ctx.tail))
+    results["average_precision"] = ap
+    results["classifier_seconds"] = round(time.perf_counter() - t, 2)
+    results["train_size"] = {"real": int(len(ctx.x_train)), "generated": int(len(images))}
+    if seed == 0 and len(images):
+        from ltbench.reproduce.report import sample_grid
+
+        sample_grid(ctx.fid_reference(), images, labels, ctx.classes, ctx.tail, os.path.join(ctx.out, "figures", f"samples-{row}.png"), title=f"{row}: real (left) vs generated (right)")
+    return {"schema": SCHEMA, "metadata": metadata(seed), "config": p.cell_config(row, seed), "results": results}
+
+
+# ---- the run ----------------------------------------------------------------------------
+def check_inputs(preset: Table1Preset) -> None:
+    """Refuse early, naming every missing input (the ``paper`` preset's local paths)."""
+    missing = []
+    if preset.dataset != "phantom":
+        if not preset.data_root:
+            missing.append("--data DIR: the local MIMIC-CXR-LT folder (images + labels CSV; credentialed, PhysioNet)")
+        elif not os.path.isdir(preset.data_root):
+            missing.append(f"--data {preset.data_root}: no such folder")
+        if not preset.prior:
+            missing.append("--prior DIR: the local RoentGen diffusers folder (model_index.json, vae/, unet/, text_encoder/, tokenizer/, scheduler/)")
+        elif not os.path.isfile(os.path.join(preset.prior, "model_index.json")):
+            missing.append(f"--prior {preset.prior}: not a diffusers pipeline folder (no model_index.json)")
+    if preset.inception_weights and not os.path.isfile(preset.inception_weights):
+        missing.append(f"--inception-weights {preset.inception_weights}: no such file")
+    if missing:
+        raise FileNotFoundError(f"the {preset.name!r} preset cannot run; missing:\n  - " + "\n  - ".join(missing))
+    for row in preset.rows:
+        parse_row(row)
+
+
+def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
+    """Run the missing cells of ``preset`` into ``out`` and render the table. Returns
+    {"ran": [...], "reused": [...], "seconds": float}."""
+    from tqdm.auto import tqdm
+
+    from ltbench.reproduce.report import render
+
+    check_inputs(preset)
+    if preset.dataset != "phantom":
+        raise NotImplementedError(
+            "the paper preset's inputs are all present, but its real-data run (streaming MIMIC-CXR-LT through the "
+            "latent store and the harnesses at 260k images) is not implemented in this version; see results/README.md"
+        )
+    t0 = time.perf_counter()
+    os.makedirs(os.path.join(out, "cells"), exist_ok=True)
+    ctx = Context(preset, out, progress)
+    cells = [(r, s) for r in preset.rows for s in range(preset.seeds)]
+    done, todo = [], []
+    for r, s in cells:
+        path = os.path.join(out, "cells", cell_key(r, s) + ".json")
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    old = json.load(f)
+            except ValueError as exc:
+                raise ValueError(f"{path} is not valid JSON ({exc}); delete it to recompute that cell") from exc
+            if old.get("config") != preset.cell_config(r, s):
+                raise ConfigMismatch(f"{path} was computed with another configuration; use another --out (or delete the cell to recompute it)")
+            done.append(cell_key(r, s))
+        else:
+            todo.append((r, s))
+    if todo:
+        ctx.load_data()
+    with tqdm(total=len(cells), initial=len(done), desc="table1 cells", unit="cell", disable=not progress) as bar:
+        for r, s in todo:
+            bar.set_postfix_str(cell_key(r, s))
+            t = time.perf_counter()
+            cell = run_cell(ctx, r, s)
+            cell["results"]["cell_seconds"] = round(time.perf_counter() - t, 2)
+            atomic_write_json(os.path.join(out, "cells", cell_key(r, s) + ".json"), cell)
+            log.info("cell %s done in %.0fs", cell_key(r, s), time.perf_counter() - t)
+            bar.update(1)
+    run_info = _update_run_json(out, preset, ctx, time.perf_counter() - t0, ran=[cell_key(r, s) for r, s in todo])
+    render(out, rows=preset.rows, seeds=preset.seeds, run_info=run_info)
+    return {"ran": [cell_key(r, s) for r, s in todo], "reused": done, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: float, ran: list) -> dict:
+    path = os.path.join(out, "run.json")
+    prev = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            prev = json.load(f)
+    history = prev.get("invocations", []) + [{"seconds": round(seconds, 1), "cells_run": ran, "stage_timings": ctx.timings, "metadata": metadata(None)}]
+    info = {"preset": preset.name, "config": dataclasses.asdict(preset), "invocations": history}
+    if preset.oracle:
+        from ltbench.eval.oracle import oracle_json
+
+        info["oracle"] = {"trained": oracle_json(preset.oracle)}
+        if hasattr(ctx, "x_test"):  # the oracle on this run's own test split: the ceiling to compare with
+            ap = average_precisions(ctx.y_test, ctx.oracle.probs(ctx.x_test), ctx.classes)
+            info["oracle"]["test_average_precision"] = ap
+            info["oracle"].update(head_tail_map(ap, ctx.head, ctx.tail))
+        elif "test_average_precision" in prev.get("oracle", {}):
+            info["oracle"].update({k: prev["oracle"][k] for k in ("test_average_precision", "head_map", "tail_map")})
+    atomic_write_json(path, info)
+    return info
+
+
+METADATA_KEYS = ("git_sha", "utc_time", "versions", "device", "ops_backend", "seed")
+RESULT_KEYS = ("cost", "tail_fid", "label_fidelity", "head_map", "tail_map", "average_precision", "train_size")
+
+
+def validate_cell(cell: dict, where: str = "cell") -> dict:
+    """Check a cell's structure (the result schema); raises ValueError naming what is wrong."""
+    problems = []
+    if cell.get("schema") != SCHEMA:
+        problems.append(f"schema is {cell.get('schema')!r}, expected {SCHEMA!r}")
+    for part, keys in (("metadata", METADATA_KEYS), ("results", RESULT_KEYS)):
+        missing = [k for k in keys if k not in (cell.get(part) or {})]
+        if missing:
+            problems.append(f"{part} lacks {missing}")
+    cfg = cell.get("config") or {}
+    if not isinstance(cfg.get("row"), str) or not isinstance(cfg.get("seed"), int):
+        problems.append("config lacks row/seed")
+    res = cell.get("results") or {}
+    for k in ("head_map", "tail_map"):
+        v = res.get(k)
+        if k in res and not (isinstance(v, float) and 0.0 <= v <= 1.0):
+            problems.append(f"results.{k} = {v!r} is not a number in [0, 1]")
+    if problems:
+        raise ValueError(f"{where} is not a valid Table 1 cell: " + "; ".join(problems))
+    return cell
+
+
+def load_cells(out: str) -> list[dict]:
+    cells = []
+    for path in sorted(glob.glob(os.path.join(out, "cells", "*.json"))):
+        with open(path) as f:
+            try:
+                cell = json.load(f)
+            except ValueError as exc:
+                raise ValueError(f"{path} is not valid JSON ({exc}); delete it to recompute that cell") from exc
+        cells.append(validate_cell(cell, path))
+    return cells
+
+
+__all__ = ["Context", "ConfigMismatch", "cell_key", "check_inputs", "load_cells", "parse_row", "run_table1", "validate_cell"]

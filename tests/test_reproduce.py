@@ -1,0 +1,148 @@
+"""``python -m ltbench.reproduce table1``: the smoke preset end to end (subprocess), resume
+after a kill, the result schema, rendering from JSON only, refusals."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ltbench.reproduce.__main__ import main
+from ltbench.reproduce.presets import DEFAULT_ROWS, PRESETS
+from ltbench.reproduce.table1 import ConfigMismatch, parse_row, run_table1, validate_cell
+
+CMD = [sys.executable, "-m", "ltbench.reproduce", "table1", "--preset", "smoke", "--quiet"]
+
+
+def _summary(stdout: str) -> dict:
+    return json.JSONDecoder().raw_decode(stdout.lstrip())[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """Start the smoke preset, SIGKILL it once two cells are on disk, then run it again."""
+    out = str(tmp_path_factory.mktemp("table1") / "smoke")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    p = subprocess.Popen(CMD + ["--out", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.time() + 600
+    while len(glob.glob(os.path.join(out, "cells", "*.json"))) < 2:
+        if p.poll() is not None:
+            pytest.fail(f"smoke run ended before it was killed: rc {p.returncode}\n{p.stderr.read().decode()[-3000:]}")
+        if time.time() > deadline:
+            p.kill()
+            pytest.fail("smoke run wrote no cell in 10 minutes")
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    before = {f: open(f, "rb").read() for f in glob.glob(os.path.join(out, "cells", "*.json"))}
+    r = subprocess.run(CMD + ["--out", out], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, before, _summary(r.stdout)
+
+
+def test_killed_smoke_run_resumes_without_redoing_finished_cells(smoke_run):
+    out, before, summary = smoke_run
+    names = {os.path.basename(f)[: -len(".json")] for f in before}
+    assert len(names) >= 2
+    assert names <= set(summary["reused"]) and not names & set(summary["ran"])
+    for f, data in before.items():
+        assert open(f, "rb").read() == data  # finished cells untouched
+    assert len(summary["reused"]) + len(summary["ran"]) == len(DEFAULT_ROWS) * PRESETS["smoke"].seeds
+    r = subprocess.run(CMD + ["--out", out], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and _summary(r.stdout)["ran"] == []  # nothing left to run
+
+
+def test_smoke_cells_validate_and_carry_provenance(smoke_run):
+    out, _, _ = smoke_run
+    cells = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(out, "cells", "*.json")))]
+    assert {c["config"]["row"] for c in cells} == set(DEFAULT_ROWS)
+    for c in cells:
+        validate_cell(c)
+        md = c["metadata"]
+        assert md["ops_backend"] in ("fused", "reference") and md["seed"] == c["config"]["seed"]
+        assert md["versions"]["torch"] and md["utc_time"].endswith("+00:00")
+        res = c["results"]
+        row = c["config"]["row"]
+        if row == "none":
+            assert res["train_size"]["generated"] == 0 and res["tail_fid"] is None
+        else:
+            n = PRESETS["smoke"].n_per_class * 5
+            assert res["train_size"]["generated"] == res["cost"]["n_generated"] == n
+            assert res["tail_fid"]["oracle"]["mean"] >= 0
+            assert res["tail_fid"]["inception"] == "n/a (no Inception weights)" or res["tail_fid"]["inception"]["mean"] >= 0
+            assert 0 <= res["label_fidelity"]["mean_tail"] <= 1
+        expected_evals = {"t2i": 150, "fsa-il@1": 2, "fsa-il@5": 10}.get(row, 0)
+        if row != "none":
+            assert res["cost"]["unet_evals_per_sample"] == pytest.approx(expected_evals, abs=2)  # 2 per step with guidance
+
+
+def test_table_and_figures_are_rendered_from_the_cells(smoke_run, tmp_path):
+    out, _, _ = smoke_run
+    md = open(os.path.join(out, "table1.md")).read()
+    for row in DEFAULT_ROWS:
+        assert f"| `{row}` |" in md
+    csv_lines = open(os.path.join(out, "table1.csv")).read().strip().splitlines()
+    assert csv_lines[0].startswith("row,n_seeds,fid_oracle_mean") and len(csv_lines) == 1 + len(DEFAULT_ROWS)
+    assert os.path.getsize(os.path.join(out, "figures", "table1.png")) > 1000
+    assert os.path.exists(os.path.join(out, "figures", "samples-t2i.png"))
+    run = json.load(open(os.path.join(out, "run.json")))
+    assert run["preset"] == "smoke" and 0 <= run["oracle"]["tail_map"] <= 1
+    # the table follows the JSON: edit a copy of one cell, re-render, see the edit
+    import shutil
+
+    from ltbench.reproduce.report import render
+
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("work"))
+    f = os.path.join(copy, "cells", "none__seed0.json")
+    cell = json.load(open(f))
+    cell["results"]["head_map"] = 0.123456
+    json.dump(cell, open(f, "w"))
+    render(copy, rows=DEFAULT_ROWS, run_info=run)
+    assert "0.123" in open(os.path.join(copy, "table1.md")).read()
+
+
+def test_a_cell_from_another_config_is_refused(smoke_run):
+    import dataclasses
+
+    out, _, _ = smoke_run
+    changed = dataclasses.replace(PRESETS["smoke"], n_per_class=PRESETS["smoke"].n_per_class + 1)
+    with pytest.raises(ConfigMismatch, match="another configuration"):
+        run_table1(changed, out, progress=False)
+
+
+def test_invalid_cells_are_named(tmp_path):
+    with pytest.raises(ValueError, match="lacks"):
+        validate_cell({"schema": "ltbench.table1.cell/1", "metadata": {}, "config": {"row": "none", "seed": 0}, "results": {}}, "x.json")
+    os.makedirs(tmp_path / "cells")
+    (tmp_path / "cells" / "none__seed0.json").write_text("{not json")
+    from ltbench.reproduce.table1 import load_cells
+
+    with pytest.raises(ValueError, match="none__seed0.json"):
+        load_cells(str(tmp_path))
+
+
+def test_paper_preset_refuses_naming_what_is_missing(tmp_path, capsys):
+    assert main(["table1", "--preset", "paper", "--out", str(tmp_path / "p"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--data" in err and "MIMIC-CXR-LT" in err and "--prior" in err and "RoentGen" in err
+    (tmp_path / "roentgen").mkdir()
+    assert main(["table1", "--preset", "paper", "--data", str(tmp_path), "--prior", str(tmp_path / "roentgen"), "--out", str(tmp_path / "p"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "model_index.json" in err and "--data" not in err
+
+
+def test_rows_parse_and_unknown_rows_fail():
+    assert parse_row("fsa-il@5") == {"method": "fsa-il", "k": 5, "policy": "union", "space": "latent"}
+    assert parse_row("fsa-il@0-tail")["policy"] == "tail"
+    assert parse_row("smote-pixel") == {"method": "smote", "space": "pixel"}
+    assert parse_row("oversample")["space"] == "pixel"
+    with pytest.raises(ValueError, match="unknown Table 1 row"):
+        parse_row("gan")
+    with pytest.raises(ValueError, match="bad fsa-il row"):
+        parse_row("fsa-il@x")
+    assert main(["table1", "--preset", "smoke", "--rows", "none,gan", "--out", "/nonexistent/x", "--quiet"]) == 2
