@@ -146,3 +146,26 @@ def test_rows_parse_and_unknown_rows_fail():
     with pytest.raises(ValueError, match="bad fsa-il row"):
         parse_row("fsa-il@x")
     assert main(["table1", "--preset", "smoke", "--rows", "none,gan", "--out", "/nonexistent/x", "--quiet"]) == 2
+
+
+def test_dataset_read_from_files_runs_the_same_pipeline(tmp_path):
+    """The real-data path (data_root): here the phantom written to disk, read through the
+    registered dataset loader, with a seeded train sample."""
+    import dataclasses
+
+    import pandas as pd
+
+    from ltbench.data.phantom import PhantomConfig, write_phantom
+
+    root = write_phantom(PhantomConfig(n=1000, min_test_positives=1), str(tmp_path / "ph"), progress=False)
+    preset = dataclasses.replace(PRESETS["smoke"], data_root=root, train_sample=600, rows=("none", "smote", "fsa-il@0"))
+    summary = run_table1(preset, str(tmp_path / "run"), progress=False)
+    assert len(summary["ran"]) == 3
+    cells = {c["config"]["row"]: c for c in (json.load(open(f)) for f in glob.glob(str(tmp_path / "run" / "cells" / "*.json")))}
+    assert cells["none"]["results"]["train_size"]["real"] == 600
+    n_test = int((pd.read_csv(os.path.join(root, "labels.csv"))["split"] == "test").sum())
+    assert cells["smote"]["config"]["data_root"] == root
+    assert cells["fsa-il@0"]["results"]["tail_fid"]["oracle"]["mean"] >= 0
+    assert n_test > 0
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        run_table1(dataclasses.replace(preset, data_root=str(tmp_path / "missing")), str(tmp_path / "run2"), progress=False)

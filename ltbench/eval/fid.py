@@ -122,11 +122,11 @@ def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = Non
 def tail_fid(real_by_class: dict, fake_images, fake_labels, classes, tail, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
     """Per tail class c: FID(generated images labelled c, real images of c); and their mean.
     Returns {"per_class": {c: fid or None}, "mean": float or None}; a class with fewer than
-    two generated images gets None and the mean is over the others."""
+    two generated or two real images gets None and the mean is over the others."""
     fake_labels = np.asarray(fake_labels)
     per = {}
     for c in tail:
         sel = np.flatnonzero(fake_labels[:, classes.index(c)] == 1) if len(fake_labels) else np.zeros(0, int)
-        per[c] = fid(real_by_class[c], np.asarray(fake_images)[sel], extractor, weights, batch_size) if len(sel) >= 2 else None
+        per[c] = fid(real_by_class[c], np.asarray(fake_images)[sel], extractor, weights, batch_size) if len(sel) >= 2 and len(real_by_class[c]) >= 2 else None
     vals = [v for v in per.values() if v is not None]
     return {"per_class": per, "mean": float(np.mean(vals)) if vals else None}

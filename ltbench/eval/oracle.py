@@ -30,9 +30,9 @@ class OracleConfig:
     n_images: int = 30_000  # 3x the benchmark's default phantom, all used for training
     phantom_seed: int = 3000  # its own seed: neither the benchmark's (0), the prior's (1000) nor the judge's (2000)
     width: int = 24  # SmallCNN width; features are 4 * width = 96-d
-    epochs: int = 4
-    batch_size: int = 64
-    lr: float = 3e-3
+    epochs: int = 4  # passes over the sample (Adam)
+    batch_size: int = 64  # images per step
+    lr: float = 3e-3  # Adam learning rate
     max_pos_weight: float = 50.0  # class-balanced BCE, capped so the rarest class does not dominate
     seed: int = 0
 

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="smoke (CI, minutes), default (CXR-Phantom-LT on CPU, ~15 min on 2 cores), paper (MIMIC-CXR-LT + RoentGen, local paths, GPU)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (default: the preset's; default preset: 2)")
     p.add_argument("--rows", default=None, help=f"comma-separated rows (default: the preset's); available: {', '.join(ALL_ROWS)}")
-    p.add_argument("--out", default=None, help="run folder (default: results/table1-<preset>)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/table1-<preset>; the committed default run is results/table1-default)")
     p.add_argument("--data", default=None, help="paper preset: local MIMIC-CXR-LT folder")
     p.add_argument("--prior", default=None, help="diffusion prior folder (paper preset: RoentGen; default: the preset's)")
     p.add_argument("--oracle", default=None, help="oracle folder/file for label fidelity and domain FID (default: the preset's; phantom: the shipped one)")
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         if getattr(args, opt) is not None:
             changes[field] = getattr(args, opt)
     preset = dataclasses.replace(preset, **changes)
-    out = args.out or f"results/table1-{preset.name}"
+    out = args.out or f"runs/table1-{preset.name}"
     try:
         summary = run_table1(preset, out, progress=not args.quiet)
     except (FileNotFoundError, ValueError, NotImplementedError, RuntimeError) as exc:

@@ -52,7 +52,9 @@ class Table1Preset:
     fid_real_per_class: int = 256  # real reference images per tail class for FID
     fid_reference_seed: int = 4000  # phantom: the reference is freshly rendered with its own seed
     device: str = "auto"
-    data_root: str | None = None  # paper: the MIMIC-CXR-LT folder (images + labels CSV)
+    data_root: str | None = None  # read `dataset` from this folder (paper: MIMIC-CXR-LT); None: render the phantom in memory
+    image_size: int = 64  # px the images are read at (the prior's VAE input; RoentGen: 512)
+    train_sample: int = 0  # files: a seeded sample of this many train rows (0 = all), held in memory
     inception_weights: str | None = None  # torch-fidelity Inception file; None = its cache or n/a
     extra: dict = field(default_factory=dict)
 
@@ -86,6 +88,8 @@ PRESETS = {
         oracle=None,
         rows=PAPER_ROWS,
         seeds=3,
+        image_size=512,
+        train_sample=20_000,
         n_per_class=1000,
         il=IL_PRESETS["paper"],
         classifier=ClassifierConfig(input_size=224, steps=20_000, batch_size=64, lr=1e-3),

@@ -73,15 +73,22 @@ class Context:
 
     # data -------------------------------------------------------------------------------
     def load_data(self) -> None:
-        if self.preset.dataset != "phantom":
-            raise NotImplementedError(f"dataset {self.preset.dataset!r}: only the phantom presets run in this version")
+        """Train and test images (uint8 [N, S, S]) and labels. The phantom preset renders them
+        in memory; with ``data_root`` a registered dataset is read from its files (the paper's
+        MIMIC-CXR-LT, or the phantom written by ``ltbench data phantom``), at most
+        ``train_sample`` train rows (a seeded sample, like the paper's sample train set)."""
         path = os.path.join(self.work, "data.npz")
-        stamp = _stamp(dataclasses.asdict(self.preset.phantom))
+        p = self.preset
+        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "dataset": p.dataset, "root": p.data_root, "size": p.image_size, "sample": p.train_sample})
         t = time.perf_counter()
         if not _cached(path, stamp):
-            s = generate(self.preset.phantom)
+            if p.data_root is None:
+                s = generate(p.phantom)
+                images, labels, split = s.images, s.labels, s.split
+            else:
+                images, labels, split = self._read_files()
             with atomic_path(path) as tmp:
-                np.savez(tmp, images=s.images, labels=s.labels, split=s.split, stamp=stamp)
+                np.savez(tmp, images=images, labels=labels, split=split, stamp=stamp)
         d = np.load(path)
         split = d["split"]
         self.x_train, self.y_train = d["images"][split == "train"], d["labels"][split == "train"]
@@ -89,7 +96,36 @@ class Context:
         self.timings["data_s"] = round(time.perf_counter() - t, 2)
         for c in self.tail:
             if self.y_train[:, self.classes.index(c)].sum() == 0:
-                raise ValueError(f"the train split has no '{c}' example to augment; use a larger phantom (n={self.preset.phantom.n})")
+                raise ValueError(f"the train split has no '{c}' example to augment; use a larger dataset")
+            if self.y_test[:, self.classes.index(c)].sum() == 0:
+                raise ValueError(f"the test split has no '{c}' example: its average precision is undefined")
+
+    def _read_files(self):
+        from torch.utils.data import DataLoader, Subset
+        from tqdm.auto import tqdm
+
+        from ltbench.data.csv_dataset import ImageConfig, collate_skip_none
+        from ltbench.data.presets import DATASETS, open_dataset
+
+        p = self.preset
+        if tuple(DATASETS[p.dataset].classes) != tuple(self.classes):
+            raise ValueError(f"dataset {p.dataset!r} does not have Table 1's ten classes in order; use mimic-cxr-lt-paper or phantom")
+        out_x, out_y, out_s = [], [], []
+        for split in ("train", "test"):
+            ds = open_dataset(p.dataset, p.data_root, split=split, image=ImageConfig(size=p.image_size, channels=1, on_error="skip"))
+            idx = np.arange(len(ds))
+            if split == "train" and p.train_sample and p.train_sample < len(ds):
+                idx = np.sort(np.random.default_rng(0).choice(len(ds), p.train_sample, replace=False))
+            for x, y, _ in tqdm(DataLoader(Subset(ds, idx), batch_size=64, collate_fn=collate_skip_none), desc=f"read {split}", disable=not self.progress):
+                out_x.append(((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())  # [-1, 1] -> uint8
+                out_y.append(y.numpy().astype(np.uint8))
+                out_s += [split] * len(x)
+        return np.concatenate(out_x), np.concatenate(out_y), np.asarray(out_s)
+
+    @property
+    def vae_batch(self) -> int:
+        """Images per VAE call: 128 at 64 px, fewer at larger sizes (memory ~ batch x pixels)."""
+        return max(1, 128 * 64 * 64 // (self.preset.image_size**2))
 
     @property
     def prior(self):
@@ -122,11 +158,16 @@ class Context:
             from ltbench.prior.vae import vae_identity
 
             path = os.path.join(self.work, "latents.pt")
-            stamp = _stamp({"phantom": dataclasses.asdict(self.preset.phantom), "vae": vae_identity(self.prior.path)["weights_sha256"]})
+            p = self.preset
+            stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "root": p.data_root, "size": p.image_size, "sample": p.train_sample, "vae": vae_identity(self.prior.path)["weights_sha256"]})
             self.latent_stamp = stamp
             t = time.perf_counter()
             if not _cached(path, stamp, torch_file=True):
-                z = self.prior.encode(images_to_unit(self.x_train), batch_size=128)
+                bs = self.vae_batch
+                chunks = range(0, len(self.x_train), 1024)
+                from tqdm.auto import tqdm
+
+                z = torch.cat([self.prior.encode(images_to_unit(self.x_train[i : i + 1024]), batch_size=bs) for i in tqdm(chunks, desc="encode", disable=not self.progress)])
                 with atomic_path(path) as tmp:
                     torch.save({"latents": z, "stamp": stamp}, tmp)
             self._latents = torch.load(path, weights_only=True)["latents"]
@@ -134,11 +175,16 @@ class Context:
         return self._latents
 
     def fid_reference(self) -> dict:
-        """Real images per tail class, ``fid_real_per_class`` each: freshly rendered phantom
-        images containing the class, from a seed the benchmark never uses."""
+        """Real images per tail class, at most ``fid_real_per_class`` each: on the in-memory
+        phantom, freshly rendered images containing the class from a seed the benchmark never
+        uses; on files, the test split's images of the class."""
         path = os.path.join(self.work, "fid_reference.npz")
         p = self.preset
-        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "m": p.fid_real_per_class, "seed": p.fid_reference_seed})
+        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "m": p.fid_real_per_class, "seed": p.fid_reference_seed, "root": p.data_root, "size": p.image_size})
+        if not _cached(path, stamp) and p.data_root is not None:
+            ref = {c: self.x_test[self.y_test[:, self.classes.index(c)] == 1][: p.fid_real_per_class] for c in self.tail}
+            with atomic_path(path) as tmp:
+                np.savez(tmp, stamp=stamp, **{_safe(c): v for c, v in ref.items()})
         if not _cached(path, stamp):
             rarest = min(TARGET_PREVALENCE_OF(c) for c in self.tail)
             cfg = dataclasses.replace(p.phantom, n=int(3 * p.fid_real_per_class / rarest) + 1000, seed=p.fid_reference_seed, min_test_positives=0)
@@ -243,7 +289,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
     with ctx.prior.count_unet() as cnt:
         X_new, y_new = aug.fit_generate(X, ctx.y_train)
     if spec["space"] == "latent":
-        images = to_uint8_gray(ctx.prior.decode(X_new, batch_size=128)) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
+        images = to_uint8_gray(ctx.prior.decode(X_new, batch_size=ctx.vae_batch)) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
     else:
         images = to_uint8_gray(X_new) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
     seconds = time.perf_counter() - t
@@ -305,6 +351,8 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
 def check_inputs(preset: Table1Preset) -> None:
     """Refuse early, naming every missing input (the ``paper`` preset's local paths)."""
     missing = []
+    if preset.data_root is not None and preset.dataset == "phantom" and not os.path.isdir(preset.data_root):
+        missing.append(f"--data {preset.data_root}: no such folder")
     if preset.dataset != "phantom":
         if not preset.data_root:
             missing.append("--data DIR: the local MIMIC-CXR-LT folder (images + labels CSV; credentialed, PhysioNet)")
@@ -330,11 +378,6 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
     from ltbench.reproduce.report import render
 
     check_inputs(preset)
-    if preset.dataset != "phantom":
-        raise NotImplementedError(
-            "the paper preset's inputs are all present, but its real-data run (streaming MIMIC-CXR-LT through the "
-            "latent store and the harnesses at 260k images) is not implemented in this version; see results/README.md"
-        )
     t0 = time.perf_counter()
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
     ctx = Context(preset, out, progress)
