@@ -174,3 +174,26 @@ def test_oracle_round_trip_and_input_checks(tiny_oracle, phantom_images):
         o.probs(np.zeros((2, 32, 32), np.uint8))
     with pytest.raises(FileNotFoundError, match="oracle train"):
         load_oracle(os.path.join(tiny_oracle, "missing"))
+
+
+def test_xrv_fid_runs_from_a_local_weights_file_only(tmp_path, monkeypatch, phantom_images):
+    """XRV-FID: torchxrayvision's DenseNet121 loaded from its cache folder, never downloaded.
+    A randomly initialised model saved under the real file name stands in for the weights."""
+    import torchxrayvision as xrv
+
+    from ltbench.eval.fid import XRV_EXTRACTOR, XRV_WEIGHTS, xrv_weights
+
+    monkeypatch.setattr(xrv.utils, "get_cache_dir", lambda: str(tmp_path) + os.sep)
+    assert xrv_weights() is None  # nothing there: the table says n/a
+    name = os.path.basename(xrv.models.model_urls[XRV_WEIGHTS]["weights_url"])
+    torch.manual_seed(0)
+    torch.save(xrv.models.DenseNet(num_classes=18), tmp_path / name)
+    path = xrv_weights()
+    assert path == str(tmp_path / name)
+    a, b = phantom_images.images[:40], phantom_images.images[40:80]
+    between = fid(a, b, XRV_EXTRACTOR, path)
+    # 40 samples of 1024-d features: the eigenvalue route leaves round-off, tiny next to a real distance
+    assert abs(fid(a, a, XRV_EXTRACTOR, path)) < 1e-4 * between
+    assert fid(a, b, XRV_EXTRACTOR, path, batch_size=7) == pytest.approx(fid(a, b, XRV_EXTRACTOR, path, batch_size=40), rel=1e-6)
+    with pytest.raises(FileNotFoundError, match="no XRV weights"):
+        fid(a, b, XRV_EXTRACTOR, str(tmp_path / "missing.pt"))

@@ -4,6 +4,10 @@ Feature spaces:
 * ``ltbench-oracle``: the phantom oracle's penultimate features, registered with
   torch-fidelity's ``register_feature_extractor``; the weights file is passed the standard way
   (``feature_extractor_weights_path``).
+* ``ltbench-xrv``: torchxrayvision's DenseNet121 (``densenet121-res224-all``) penultimate
+  features ("XRV-FID", RoentGen's choice for chest X-rays), only when its weights file is on
+  disk (torchxrayvision's cache, ``~/.torchxrayvision/models_data``); "n/a (no XRV weights)"
+  otherwise.
 * ``inception-v3-compat``: torch-fidelity's Inception, only when its weights file is on disk
   (torch-fidelity's cache or an explicit path); never downloaded, never silently replaced.
   ``inception_weights()`` says whether it is available; the table then prints
@@ -20,6 +24,9 @@ from torch.utils.data import Dataset
 
 ORACLE_EXTRACTOR = "ltbench-oracle"
 INCEPTION_EXTRACTOR = "inception-v3-compat"
+XRV_EXTRACTOR = "ltbench-xrv"
+XRV_WEIGHTS = "densenet121-res224-all"
+NA_XRV = "n/a (no XRV weights)"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 NA_INCEPTION = "n/a (no Inception weights)"
 
@@ -80,12 +87,66 @@ def _oracle_extractor_class():
     return OracleFeatures
 
 
+def _xrv_extractor_class():
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    class XRVFeatures(FeatureExtractorBase):
+        """torch-fidelity feature extractor: torchxrayvision DenseNet121's pooled 1024-d
+        features ('penultimate'), from a local weights file only."""
+
+        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+            super().__init__(name, features_list)
+            import torchxrayvision as xrv
+
+            if feature_extractor_weights_path is None or not os.path.isfile(feature_extractor_weights_path):
+                raise FileNotFoundError(f"XRV-FID needs the local weights file of {XRV_WEIGHTS}; {NA_XRV}")
+            # torchxrayvision loads by name from a folder; the file must be that name's file, so
+            # it is found and never downloaded
+            self.net = xrv.models.DenseNet(weights=XRV_WEIGHTS, cache_dir=os.path.dirname(os.path.abspath(feature_extractor_weights_path)) + os.sep)
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("penultimate",)
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "penultimate"
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return None
+
+        def forward(self, x):
+            # uint8 [B, 1, H, W] -> torchxrayvision's range [-1024, 1024] at 224 px
+            x = torch.nn.functional.interpolate(x.float(), size=(224, 224), mode="area") / 255 * 2048 - 1024
+            f = torch.nn.functional.relu(self.net.features(x))
+            return (torch.nn.functional.adaptive_avg_pool2d(f, 1).flatten(1).double(),)
+
+    return XRVFeatures
+
+
 def register_extractors() -> None:
-    """Register ``ltbench-oracle`` with torch-fidelity (idempotent)."""
+    """Register ``ltbench-oracle`` and ``ltbench-xrv`` with torch-fidelity (idempotent)."""
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
     if ORACLE_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(ORACLE_EXTRACTOR, _oracle_extractor_class())
+    if XRV_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(XRV_EXTRACTOR, _xrv_extractor_class())
+
+
+def xrv_weights() -> str | None:
+    """The local file of torchxrayvision's ``densenet121-res224-all`` weights in its cache
+    folder, or None (never downloaded)."""
+    import torchxrayvision as xrv
+
+    name = os.path.basename(xrv.models.model_urls[XRV_WEIGHTS]["weights_url"])
+    path = os.path.join(xrv.utils.get_cache_dir(), name)
+    return path if os.path.isfile(path) else None
 
 
 def inception_weights(path: str | None = None) -> str | None:

@@ -17,7 +17,8 @@ from ltbench.utils.io import atomic_path, atomic_write_text
 # (key, column title, how to read it from a cell's results, decimals)
 METRICS = (
     ("fid_oracle", "Avg Tail FID (oracle features) ↓", lambda r: (r.get("tail_fid") or {}).get("oracle", {}).get("mean") if r.get("tail_fid") else None, 2),
-    ("fid_inception", "Avg Tail FID (Inception) ↓", lambda r: _inception(r), 2),
+    ("fid_xrv", "Avg Tail FID (XRV) ↓", lambda r: _named_fid(r, "xrv"), 2),
+    ("fid_inception", "Avg Tail FID (Inception) ↓", lambda r: _named_fid(r, "inception"), 2),
     ("head_map", "Head mAP ↑", lambda r: r.get("head_map"), 3),
     ("tail_map", "Tail mAP ↑", lambda r: r.get("tail_map"), 3),
     ("label_fidelity", "Label fidelity (tail) ↑", lambda r: (r.get("label_fidelity") or {}).get("mean_tail"), 3),
@@ -26,11 +27,11 @@ METRICS = (
 )
 
 
-def _inception(r):
+def _named_fid(r, space):
     fid = r.get("tail_fid")
-    if not fid:
+    if not fid or space not in fid:
         return None
-    v = fid.get("inception")
+    v = fid[space]
     return v if isinstance(v, str) else v.get("mean")
 
 
@@ -95,7 +96,7 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         "",
         "- FID is per tail class (generated images labelled with the class vs real images of the class), averaged over the tail classes, computed by torch-fidelity. "
         "'Oracle features' is the domain feature space (the phantom oracle's penultimate layer); "
-        f"Inception is reported only when its weights file is on disk ('{NA_INCEPTION}' otherwise).",
+        f"XRV (torchxrayvision DenseNet121 features, RoentGen's choice) and Inception are reported only when their weights files are on disk ('{NA_INCEPTION}' otherwise; '–': not computed by the code version that wrote the cell).",
         "- Head/Tail mAP: DenseNet121 trained from scratch on train + generated images, one recipe and step budget for every row; sklearn average precision on the test split.",
         "- Label fidelity: fraction of generated samples labelled with tail class c that the oracle scores positive for c, averaged over tail classes.",
         "- Cost: UNet evaluations per generated sample (classifier-free guidance counts two) and generated samples per second, including the VAE decode, excluding the one-off fits (iterated learning, shared by the fsa-il rows).",

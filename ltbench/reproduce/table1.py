@@ -27,7 +27,7 @@ from ltbench.augment import make_augmenter
 from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES
 from ltbench.data.phantom import generate, make_labels
 from ltbench.eval.classifier import average_precisions, head_tail_map, predict, train_classifier
-from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, ORACLE_EXTRACTOR, inception_weights, tail_fid
+from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, NA_XRV, ORACLE_EXTRACTOR, XRV_EXTRACTOR, inception_weights, tail_fid, xrv_weights
 from ltbench.eval.fidelity import label_fidelity
 from ltbench.reproduce.presets import ALL_ROWS, Table1Preset
 from ltbench.reproduce.provenance import metadata
@@ -323,6 +323,8 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
             fid["oracle"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, ORACLE_EXTRACTOR, ctx.oracle_file)
         w = inception_weights(p.inception_weights)
         fid["inception"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, INCEPTION_EXTRACTOR, w) if w else NA_INCEPTION
+        xw = xrv_weights()
+        fid["xrv"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, XRV_EXTRACTOR, xw) if xw else NA_XRV
         results["tail_fid"] = fid
         results["label_fidelity"] = label_fidelity(ctx.oracle, images, labels, ctx.classes, ctx.tail) if ctx.oracle else None
         results["generated_per_class"] = {c: int(labels[:, ctx.classes.index(c)].sum()) for c in ctx.classes}
