@@ -49,21 +49,11 @@ class ImageTensorDataset(Dataset):
         return self.x[i][None].expand(self.channels, -1, -1).contiguous()
 
 
-def _oracle_extractor_class():
+def _penultimate_base():
+    """torch-fidelity's extractor base with one feature, 'penultimate', used for every metric."""
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-    class OracleFeatures(FeatureExtractorBase):
-        """torch-fidelity feature extractor: the oracle's penultimate layer ('penultimate')."""
-
-        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-            super().__init__(name, features_list)
-            from ltbench.eval.oracle import load_oracle
-
-            if feature_extractor_weights_path is None:
-                raise ValueError("the oracle feature extractor needs feature_extractor_weights_path (an oracle.pt)")
-            self.oracle = load_oracle(feature_extractor_weights_path)
-            self.net = self.oracle.net
-
+    class PenultimateFeatures(FeatureExtractorBase):
         @staticmethod
         def get_provided_features_list():
             return ("penultimate",)
@@ -80,6 +70,22 @@ def _oracle_extractor_class():
         def get_dummy_input_for_compile():
             return None
 
+    return PenultimateFeatures
+
+
+def _oracle_extractor_class():
+    class OracleFeatures(_penultimate_base()):
+        """torch-fidelity feature extractor: the oracle's penultimate layer ('penultimate')."""
+
+        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+            super().__init__(name, features_list)
+            from ltbench.eval.oracle import load_oracle
+
+            if feature_extractor_weights_path is None:
+                raise ValueError("the oracle feature extractor needs feature_extractor_weights_path (an oracle.pt)")
+            self.oracle = load_oracle(feature_extractor_weights_path)
+            self.net = self.oracle.net
+
         def forward(self, x):
             # uint8 [B, 1, H, W] from ImageTensorDataset; float64 features for the statistics
             return (self.net.features(x.float() / 255).double(),)
@@ -88,9 +94,7 @@ def _oracle_extractor_class():
 
 
 def _xrv_extractor_class():
-    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-
-    class XRVFeatures(FeatureExtractorBase):
+    class XRVFeatures(_penultimate_base()):
         """torch-fidelity feature extractor: torchxrayvision DenseNet121's pooled 1024-d
         features ('penultimate'), from a local weights file only."""
 
@@ -103,22 +107,6 @@ def _xrv_extractor_class():
             # torchxrayvision loads by name from a folder; the file must be that name's file, so
             # it is found and never downloaded
             self.net = xrv.models.DenseNet(weights=XRV_WEIGHTS, cache_dir=os.path.dirname(os.path.abspath(feature_extractor_weights_path)) + os.sep)
-
-        @staticmethod
-        def get_provided_features_list():
-            return ("penultimate",)
-
-        @staticmethod
-        def get_default_feature_layer_for_metric(metric):
-            return "penultimate"
-
-        @staticmethod
-        def can_be_compiled():
-            return False
-
-        @staticmethod
-        def get_dummy_input_for_compile():
-            return None
 
         def forward(self, x):
             # uint8 [B, 1, H, W] -> torchxrayvision's range [-1024, 1024] at 224 px
