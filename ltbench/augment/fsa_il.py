@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ltbench.augment import Augmenter, register_augmenter
+from ltbench.augment import Augmenter, check_xy, register_augmenter
 from ltbench.method.cam import compute_cams
 from ltbench.method.fusion import FusionConfig, choose_partners, fuse_batch, thresholds
 from ltbench.method.il import ILConfig, label_matrix, train_il
@@ -33,22 +33,29 @@ class FsaIL(Augmenter):
     def get_params(self) -> dict:
         return {"classes": self.classes, "head": self.head, "tail": self.tail, "il": asdict(self.il), "fusion": asdict(self.fusion), "val_fraction": self.val_fraction}
 
-    def _generate(self, X, y):
-        if self.fitted is not None:
-            self.model_, self.cams_, self.scores_ = self.fitted
-            if len(self.cams_) != len(X):
-                raise ValueError(f"the fitted CAMs cover {len(self.cams_)} examples, X has {len(X)}: fit on the same data")
-            full = TensorDataset(X, torch.from_numpy(y).float(), torch.arange(len(X)))
-            return generate_fusions(self.model_, full, self.cams_, self.scores_, self.classes, self.head, self.tail, self.fusion, prior=self.prior, oracle=self.oracle, record=self, progress=self.progress)
+    def fit(self, X, y):
+        """Iterated learning on ``X`` (a ``val_fraction`` held out, drawn with ``il.seed``) in
+        ``work_dir/il`` (resumable), then EigenCAM maps of every row in ``work_dir/cams``.
+        Sets ``model_``, ``cams_``, ``scores_``; returns self."""
+        X, y = check_xy(X, y)
         work = self.work_dir or tempfile.mkdtemp(prefix="ltbench-fsa-il-")
-        rng = np.random.default_rng(self.fusion.seed)
-        val = rng.random(len(X)) < self.val_fraction
+        val = np.random.default_rng(self.il.seed).random(len(X)) < self.val_fraction
         rows = torch.arange(len(X))
         train = TensorDataset(X[~val], torch.from_numpy(y[~val]).float(), rows[~val])
         valid = TensorDataset(X[val], torch.from_numpy(y[val]).float(), rows[val]) if val.any() else None
         self.model_ = train_il(train, valid, self.il, os.path.join(work, "il"), progress=self.progress)
         full = TensorDataset(X, torch.from_numpy(y).float(), rows)
         self.cams_, self.scores_ = compute_cams(self.model_, full, os.path.join(work, "cams"), progress=self.progress)
+        return self
+
+    def _generate(self, X, y):
+        if self.fitted is not None:
+            self.model_, self.cams_, self.scores_ = self.fitted
+            if len(self.cams_) != len(X):
+                raise ValueError(f"the fitted CAMs cover {len(self.cams_)} examples, X has {len(X)}: fit on the same data")
+        else:
+            self.fit(X, y)
+        full = TensorDataset(X, torch.from_numpy(y).float(), torch.arange(len(X)))
         return generate_fusions(self.model_, full, self.cams_, self.scores_, self.classes, self.head, self.tail, self.fusion, prior=self.prior, oracle=self.oracle, record=self, progress=self.progress)
 
 

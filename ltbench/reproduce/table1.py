@@ -18,13 +18,14 @@ import glob
 import json
 import logging
 import os
+import shutil
 import time
 
 import numpy as np
 import torch
 
 from ltbench.augment import make_augmenter
-from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES
+from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES, TARGET_PREVALENCE
 from ltbench.data.phantom import generate, make_labels
 from ltbench.eval.classifier import average_precisions, head_tail_map, predict, train_classifier
 from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, NA_XRV, ORACLE_EXTRACTOR, XRV_EXTRACTOR, inception_weights, tail_fid, xrv_weights
@@ -186,7 +187,7 @@ class Context:
             with atomic_path(path) as tmp:
                 np.savez(tmp, stamp=stamp, **{_safe(c): v for c, v in ref.items()})
         if not _cached(path, stamp):
-            rarest = min(TARGET_PREVALENCE_OF(c) for c in self.tail)
+            rarest = min(TARGET_PREVALENCE[c] for c in self.tail)
             cfg = dataclasses.replace(p.phantom, n=int(3 * p.fid_real_per_class / rarest) + 1000, seed=p.fid_reference_seed, min_test_positives=0)
             labels, _ = make_labels(cfg)
             ref = {}
@@ -199,40 +200,24 @@ class Context:
         return {c: d[_safe(c)] for c in self.tail}
 
     def il_fit(self):
-        """One iterated-learning fit (and its CAMs) on the train latents, shared by the fsa-il
-        rows; train_il resumes after its last finished generation."""
+        """One fsa-il fit (iterated learning + CAMs) on the train latents, shared by the
+        fsa-il rows; cached in ``work/il`` and ``work/cams`` (IL resumes per generation)."""
         if self._il is None:
-            from torch.utils.data import TensorDataset
-
-            from ltbench.method.cam import compute_cams
-            from ltbench.method.il import train_il
-
             t = time.perf_counter()
             z = self.latents()
-            y = torch.from_numpy(self.y_train).float()
-            rows = torch.arange(len(z))
-            rng = np.random.default_rng(self.preset.il.seed)
-            val = rng.random(len(z)) < 0.1
             il_dir = os.path.join(self.work, "il")
             stamp_file = os.path.join(il_dir, "stamp.json")
             stamp = _stamp({"il": dataclasses.asdict(self.preset.il), "latents": self.latent_stamp})
-            if os.path.exists(stamp_file) and json.load(open(stamp_file)) != stamp:
-                import shutil
-
-                shutil.rmtree(il_dir)
+            if os.path.exists(stamp_file):
+                with open(stamp_file) as f:
+                    if json.load(f) != stamp:
+                        shutil.rmtree(il_dir)  # fitted on other latents or settings
             os.makedirs(il_dir, exist_ok=True)
             atomic_write_json(stamp_file, stamp)
-            model = train_il(TensorDataset(z[~val], y[~val], rows[~val]), TensorDataset(z[val], y[val], rows[val]), self.preset.il, il_dir, progress=self.progress)
-            cams, scores = compute_cams(model, TensorDataset(z, y, rows), os.path.join(self.work, "cams"), progress=self.progress)
-            self._il = (model, cams, scores)
+            fsa = make_augmenter("fsa-il", classes=self.classes, head=self.head, tail=self.tail, il=self.preset.il, work_dir=self.work, progress=self.progress).fit(z, self.y_train)
+            self._il = (fsa.model_, fsa.cams_, fsa.scores_)
             self.timings["il_fit_s"] = round(time.perf_counter() - t, 2)
         return self._il
-
-
-def TARGET_PREVALENCE_OF(c: str) -> float:
-    from ltbench.data.classes import TARGET_PREVALENCE
-
-    return TARGET_PREVALENCE[c]
 
 
 def _safe(c: str) -> str:
