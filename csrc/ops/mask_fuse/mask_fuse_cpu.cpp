@@ -27,21 +27,6 @@ void check_mask_fuse_args(const char* op, const at::Tensor& z_t, const at::Tenso
   }
 }
 
-at::Tensor pick_mask(const at::Tensor& m_s, const at::Tensor& m_g, const at::Tensor& m_r) {
-  // [B, H, W] bool: true where the tail vector is taken. Cheap (C times smaller than z).
-  auto s = as_bool_mask(m_s), g = as_bool_mask(m_g), r = as_bool_mask(m_r);
-  auto pick = at::empty(s.sizes(), s.options());
-  const bool* ps = s.data_ptr<bool>();
-  const bool* pg = g.data_ptr<bool>();
-  const bool* pr = r.data_ptr<bool>();
-  bool* out = pick.data_ptr<bool>();
-  const int64_t n = pick.numel();
-  at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[i] = mask_fuse::pick_tail(ps[i], pg[i], pr[i]);
-  });
-  return pick;
-}
-
 namespace {
 
 // Integer type of a scalar's width: the select is done on bits, (a & m) | (h & ~m), which
@@ -52,23 +37,37 @@ template <> struct Bits<double> { using type = uint64_t; };
 template <> struct Bits<c10::Half> { using type = uint16_t; };
 template <> struct Bits<c10::BFloat16> { using type = uint16_t; };
 
+// Fills m[i] with all ones where pixel i of image b takes the tail vector, zeros elsewhere
+// (the shared pick_tail per pixel). Done once per image into a small per-thread buffer (HW
+// words, L1/L2-resident), so the C plane loops below are pure bitwise streams, (a & m) | (h & ~m),
+// as cheap per element as a triad: converting the bool per element inside the plane loop
+// costs about a third of the bandwidth.
+template <typename U>
+void fill_pick_words(const bool* s, const bool* g, const bool* r, int64_t HW, U* m) {
+  LTB_SIMD
+  for (int64_t i = 0; i < HW; ++i) m[i] = static_cast<U>(0) - static_cast<U>(mask_fuse::pick_tail(s[i], g[i], r[i]));
+}
+
 template <typename scalar_t>
-void fuse_cpu_kernel(const scalar_t* zt, const scalar_t* zh, const bool* pick, scalar_t* out, int64_t B, int64_t C,
-                     int64_t HW) {
+void fuse_cpu_kernel(const scalar_t* zt, const scalar_t* zh, const bool* ps, const bool* pg, const bool* pr,
+                     scalar_t* out, int64_t B, int64_t C, int64_t HW) {
   using U = typename Bits<scalar_t>::type;
   static_assert(sizeof(U) == sizeof(scalar_t), "bit type must match the scalar");
-  // One task per (b, c) plane: contiguous HW runs.
+  // One task per (b, c) plane: contiguous HW runs; the pick words are rebuilt when b changes.
   at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<U> words(HW);
+    int64_t cur = -1;
     for (int64_t bc = begin; bc < end; ++bc) {
-      const bool* __restrict__ pk = pick + (bc / C) * HW;
+      if (bc / C != cur) {
+        cur = bc / C;
+        fill_pick_words<U>(ps + cur * HW, pg + cur * HW, pr + cur * HW, HW, words.data());
+      }
+      const U* __restrict__ m = words.data();
       const U* __restrict__ a = reinterpret_cast<const U*>(zt + bc * HW);
       const U* __restrict__ h = reinterpret_cast<const U*>(zh + bc * HW);
       U* __restrict__ o = reinterpret_cast<U*>(out + bc * HW);
       LTB_SIMD
-      for (int64_t i = 0; i < HW; ++i) {
-        const U m = static_cast<U>(0) - static_cast<U>(pk[i]);  // all ones where the tail vector is picked
-        o[i] = (a[i] & m) | (h[i] & ~m);
-      }
+      for (int64_t i = 0; i < HW; ++i) o[i] = (a[i] & m[i]) | (h[i] & ~m[i]);
     }
   });
 }
@@ -81,11 +80,11 @@ void mask_fuse_into_cpu(const at::Tensor& z_t, const at::Tensor& z_h, const at::
               "ltbench::mask_fuse: out must be a contiguous ", z_t.scalar_type(), " tensor of shape ", z_t.sizes());
   auto a = z_t.contiguous(), h = z_h.contiguous();
   if (out.numel() == 0) return;
-  auto pick = pick_mask(m_s, m_g, m_r);
+  auto s = as_bool_mask(m_s), g = as_bool_mask(m_g), r = as_bool_mask(m_r);
   const int64_t B = a.size(0), C = a.size(1), HW = a.size(2) * a.size(3);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "mask_fuse_cpu", [&] {
-    fuse_cpu_kernel<scalar_t>(a.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), pick.data_ptr<bool>(),
-                              out.data_ptr<scalar_t>(), B, C, HW);
+    fuse_cpu_kernel<scalar_t>(a.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), s.data_ptr<bool>(), g.data_ptr<bool>(),
+                              r.data_ptr<bool>(), out.data_ptr<scalar_t>(), B, C, HW);
   });
 }
 
@@ -102,22 +101,31 @@ std::tuple<at::Tensor, at::Tensor> mask_fuse_backward_cpu(const at::Tensor& grad
   auto g = grad.contiguous();
   auto gt = at::empty_like(g), gh = at::empty_like(g);
   if (g.numel() == 0) return {gt, gh};
-  auto pick = pick_mask(m_s, m_g, m_r);
+  auto ms = as_bool_mask(m_s), mg = as_bool_mask(m_g), mr = as_bool_mask(m_r);
   const int64_t B = g.size(0), C = g.size(1), HW = g.size(2) * g.size(3);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mask_fuse_backward_cpu", [&] {
-    const scalar_t* pg = g.data_ptr<scalar_t>();
-    scalar_t* pt = gt.data_ptr<scalar_t>();
-    scalar_t* ph = gh.data_ptr<scalar_t>();
-    const bool* pk = pick.data_ptr<bool>();
-    const scalar_t zero(0);
+    using U = typename Bits<scalar_t>::type;
+    const U* pg = reinterpret_cast<const U*>(g.data_ptr<scalar_t>());
+    U* pt = reinterpret_cast<U*>(gt.data_ptr<scalar_t>());
+    U* ph = reinterpret_cast<U*>(gh.data_ptr<scalar_t>());
+    const bool *s = ms.data_ptr<bool>(), *q = mg.data_ptr<bool>(), *r = mr.data_ptr<bool>();
     at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+      std::vector<U> words(HW);
+      int64_t cur = -1;
       for (int64_t bc = begin; bc < end; ++bc) {
-        const bool* k = pk + (bc / C) * HW;
-LTB_SIMD
+        if (bc / C != cur) {
+          cur = bc / C;
+          fill_pick_words<U>(s + cur * HW, q + cur * HW, r + cur * HW, HW, words.data());
+        }
+        const U* __restrict__ m = words.data();
+        const U* __restrict__ v = pg + bc * HW;
+        U* __restrict__ t = pt + bc * HW;
+        U* __restrict__ h = ph + bc * HW;
+        // +0.0 (all-zero bits) where the vector was not picked
+        LTB_SIMD
         for (int64_t i = 0; i < HW; ++i) {
-          const scalar_t v = pg[bc * HW + i];
-          pt[bc * HW + i] = k[i] ? v : zero;
-          ph[bc * HW + i] = k[i] ? zero : v;
+          t[i] = v[i] & m[i];
+          h[i] = v[i] & ~m[i];
         }
       }
     });
