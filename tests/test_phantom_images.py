@@ -1,6 +1,7 @@
 """CXR-Phantom-LT images and masks: determinism, localisation, learnability, disk format."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -98,6 +99,7 @@ def test_findings_are_anatomically_placed():
     assert centroid("Cardiomegaly")[0] > 0.5  # heart sits low
     assert centroid("Pneumothorax")[1] > 0.2  # lateral rim
     assert centroid("Tortuous Aorta")[0] < 0.5  # aortic knob is high
+    assert centroid("Fracture")[1] > 0.1 and 0.15 < centroid("Fracture")[0] < 0.75  # on a lateral rib
 
 
 def test_mask_bits_round_trip():
@@ -149,6 +151,22 @@ def test_existing_folder_is_not_clobbered(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         write_phantom(PhantomConfig(n=5, size=16, min_test_positives=0), str(out), progress=False)
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_a_phantom_of_another_renderer_version_is_not_reused(tmp_path):
+    from ltbench.data.phantom.render import RENDERER_VERSION
+
+    cfg = PhantomConfig(n=6, size=16, min_test_positives=0)
+    out = write_phantom(cfg, str(tmp_path / "p"), progress=False)
+    meta_path = os.path.join(out, "phantom.json")
+    meta = json.load(open(meta_path))
+    assert meta["renderer"] == RENDERER_VERSION
+    meta["renderer"] = RENDERER_VERSION - 1  # as written by an older ltbench
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(FileExistsError, match="renderer"):
+        write_phantom(cfg, out, progress=False)
+    write_phantom(cfg, out, progress=False, overwrite=True)
+    assert json.load(open(meta_path))["renderer"] == RENDERER_VERSION
 
 
 @pytest.mark.slow

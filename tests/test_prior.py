@@ -179,6 +179,9 @@ def test_prior_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
         name = [f for f in os.listdir(folder) if f.endswith(".safetensors")][0]
         a, b = load_file(os.path.join(folder, name)), load_file(os.path.join(out, comp, name))
         assert all(torch.equal(a[k], b[k]) for k in a), comp
+        if comp == "unet":  # stored in half precision (cfg.unet_storage_dtype), loaded at the caller's
+            assert {t.dtype for t in a.values()} == {torch.float16}
+    assert load_prior(out, device="cpu", precision="fp32").pipe.unet.dtype == torch.float32
     with pytest.raises(ValueError, match="another config"):
         tr.train_prior(tr.PriorTrainConfig(n_images=24, vae_steps=5), str(tmp_path / "x"), str(tmp_path / "w"), progress=False)
 
@@ -197,6 +200,10 @@ def test_shipped_prior_is_small_and_documented():
     folder = str(resources.files("ltbench.prior") / "phantom")
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(folder) for f in fs if f.endswith((".safetensors", ".bin")))
     assert total <= 20e6
+    from safetensors.torch import load_file
+
+    unet = load_file(os.path.join(folder, "unet", "diffusion_pytorch_model.safetensors"))
+    assert {t.dtype for t in unet.values()} == {torch.float16}  # the half-size storage of the training preset
     for f in ("training_config.json", "quality.json", "README.md", "sample_grid.png"):
         assert os.path.exists(os.path.join(folder, f)), f
     with open(os.path.join(folder, "training_config.json")) as fh:

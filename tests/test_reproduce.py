@@ -115,6 +115,24 @@ def test_a_cell_from_another_config_is_refused(smoke_run):
         run_table1(changed, out, progress=False)
 
 
+def test_a_cell_from_other_inputs_is_refused(smoke_run, tmp_path):
+    """Same preset, but the cell was computed from another prior (or renderer, or oracle): an
+    upgraded ltbench or a retrained prior must not silently reuse old cells."""
+    import shutil
+
+    out, _, _ = smoke_run
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("work"))
+    f = os.path.join(copy, "cells", "none__seed0.json")
+    cell = json.load(open(f))
+    assert cell["config"]["inputs"]["phantom_renderer"] >= 2 and cell["config"]["inputs"]["oracle"]
+    assert any(k.startswith("unet") for k in cell["config"]["inputs"]["prior"])
+    cell["config"]["inputs"]["prior"] = {"unet/diffusion_pytorch_model.safetensors": "0" * 16}
+    json.dump(cell, open(f, "w"))
+    with pytest.raises(ConfigMismatch, match="differs in: inputs"):
+        run_table1(PRESETS["smoke"], copy, progress=False)
+
+
 def test_invalid_cells_are_named(tmp_path):
     with pytest.raises(ValueError, match="lacks"):
         validate_cell({"schema": "ltbench.table1.cell/1", "metadata": {}, "config": {"row": "none", "seed": 0}, "results": {}}, "x.json")

@@ -47,6 +47,7 @@ class PriorTrainConfig:
     ema_decay: float = 0.999  # the shipped UNet is the EMA of the trained one
     cond_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance
     checkpoint_every: int = 200  # steps between resumable checkpoints
+    unet_storage_dtype: str = "float16"  # the saved UNet's dtype: halves the shipped file; loaders cast to their precision
 
 
 PRESETS = {"phantom": PriorTrainConfig()}
@@ -163,6 +164,7 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
                 checkpoint({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict()})
 
     ema.copy_to(unet.parameters())
+    unet.to(getattr(torch, cfg.unet_storage_dtype))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=infer_sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     tmp = out.rstrip("/") + ".partial"
     pipe.save_pretrained(tmp, safe_serialization=True)

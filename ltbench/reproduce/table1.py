@@ -27,12 +27,13 @@ import torch
 from ltbench.augment import make_augmenter
 from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES, TARGET_PREVALENCE
 from ltbench.data.phantom import generate, make_labels
+from ltbench.data.phantom.render import RENDERER_VERSION
 from ltbench.eval.classifier import average_precisions, head_tail_map, predict, train_classifier
 from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, NA_XRV, ORACLE_EXTRACTOR, XRV_EXTRACTOR, inception_weights, tail_fid, xrv_weights
 from ltbench.eval.fidelity import label_fidelity
 from ltbench.reproduce.presets import ALL_ROWS, Table1Preset
 from ltbench.reproduce.provenance import metadata
-from ltbench.utils.io import atomic_path, atomic_write_json
+from ltbench.utils.io import atomic_path, atomic_write_json, sha256_file
 
 log = logging.getLogger("ltbench.reproduce")
 SCHEMA = "ltbench.table1.cell/1"
@@ -71,6 +72,11 @@ class Context:
         self.classes, self.head, self.tail = list(PAPER_CLASSES), list(HEAD_CLASSES), list(TAIL_CLASSES)
         self.timings: dict = {}
         self._prior = self._oracle = self._il = self._latents = None
+        self.inputs = input_identity(preset)
+
+    def cell_config(self, row: str, seed: int) -> dict:
+        """The preset's cell config plus the identity of the inputs it was computed from."""
+        return {**self.preset.cell_config(row, seed), "inputs": self.inputs}
 
     # data -------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -80,7 +86,7 @@ class Context:
         ``train_sample`` train rows (a seeded sample, like the paper's sample train set)."""
         path = os.path.join(self.work, "data.npz")
         p = self.preset
-        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "dataset": p.dataset, "root": p.data_root, "size": p.image_size, "sample": p.train_sample})
+        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "dataset": p.dataset, "root": p.data_root, "size": p.image_size, "sample": p.train_sample})
         t = time.perf_counter()
         if not _cached(path, stamp):
             if p.data_root is None:
@@ -146,12 +152,7 @@ class Context:
 
     @property
     def oracle_file(self) -> str | None:
-        if not self.preset.oracle:
-            return None
-        from ltbench.eval.oracle import SHIPPED, WEIGHTS
-
-        p = SHIPPED if self.preset.oracle == "phantom" else self.preset.oracle
-        return os.path.join(p, WEIGHTS) if os.path.isdir(p) else p
+        return _oracle_file(self.preset)
 
     def latents(self) -> torch.Tensor:
         """Train latents (posterior means, scaled) of the prior's VAE, cached."""
@@ -160,7 +161,7 @@ class Context:
 
             path = os.path.join(self.work, "latents.pt")
             p = self.preset
-            stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "root": p.data_root, "size": p.image_size, "sample": p.train_sample, "vae": vae_identity(self.prior.path)["weights_sha256"]})
+            stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "root": p.data_root, "size": p.image_size, "sample": p.train_sample, "vae": vae_identity(self.prior.path)["weights_sha256"]})
             self.latent_stamp = stamp
             t = time.perf_counter()
             if not _cached(path, stamp, torch_file=True):
@@ -181,7 +182,7 @@ class Context:
         uses; on files, the test split's images of the class."""
         path = os.path.join(self.work, "fid_reference.npz")
         p = self.preset
-        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "m": p.fid_real_per_class, "seed": p.fid_reference_seed, "root": p.data_root, "size": p.image_size})
+        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "m": p.fid_real_per_class, "seed": p.fid_reference_seed, "root": p.data_root, "size": p.image_size})
         if not _cached(path, stamp) and p.data_root is not None:
             ref = {c: self.x_test[self.y_test[:, self.classes.index(c)] == 1][: p.fid_real_per_class] for c in self.tail}
             with atomic_path(path) as tmp:
@@ -218,6 +219,29 @@ class Context:
             self._il = (fsa.model_, fsa.cams_, fsa.scores_)
             self.timings["il_fit_s"] = round(time.perf_counter() - t, 2)
         return self._il
+
+
+def input_identity(preset: Table1Preset) -> dict:
+    """What a cell depends on beyond its config: the phantom renderer's version (in-memory
+    phantom only), and SHA-256s of the prior's weight files and of the oracle's. A cell or cached
+    stage computed from other inputs (an upgraded ltbench, a retrained prior) is not reused."""
+    from ltbench.prior.vae import resolve_prior
+
+    folder = resolve_prior(preset.prior)
+    weights = sorted(glob.glob(os.path.join(folder, "*", "*.safetensors")) + glob.glob(os.path.join(folder, "*", "*.bin")))
+    prior = {os.path.relpath(w, folder): sha256_file(w)[:16] for w in weights}
+    o = _oracle_file(preset)
+    oracle = sha256_file(o)[:16] if o and os.path.isfile(o) else None
+    return {"phantom_renderer": RENDERER_VERSION if preset.data_root is None else None, "prior": prior, "oracle": oracle}
+
+
+def _oracle_file(preset: Table1Preset) -> str | None:
+    if not preset.oracle:
+        return None
+    from ltbench.eval.oracle import SHIPPED, WEIGHTS
+
+    p = SHIPPED if preset.oracle == "phantom" else preset.oracle
+    return os.path.join(p, WEIGHTS) if os.path.isdir(p) else p
 
 
 def _safe(c: str) -> str:
@@ -292,7 +316,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
 def run_cell(ctx: Context, row: str, seed: int) -> dict:
     p = ctx.preset
     gen_path = os.path.join(ctx.work, "generated", cell_key(row, seed) + ".npz")
-    stamp = _stamp(p.cell_config(row, seed))
+    stamp = _stamp(ctx.cell_config(row, seed))
     if _cached(gen_path, stamp):
         d = np.load(gen_path)
         images, labels, cost = d["images"], d["labels"], json.loads(str(d["cost"]))
@@ -331,7 +355,7 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
         from ltbench.reproduce.report import sample_grid
 
         sample_grid(ctx.fid_reference(), images, labels, ctx.classes, ctx.tail, os.path.join(ctx.out, "figures", f"samples-{row}.png"), title=f"{row}: real (left) vs generated (right)")
-    return {"schema": SCHEMA, "metadata": metadata(seed), "config": p.cell_config(row, seed), "results": results}
+    return {"schema": SCHEMA, "metadata": metadata(seed), "config": ctx.cell_config(row, seed), "results": results}
 
 
 # ---- the run ----------------------------------------------------------------------------
@@ -378,8 +402,11 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
                     old = json.load(f)
             except ValueError as exc:
                 raise ValueError(f"{path} is not valid JSON ({exc}); delete it to recompute that cell") from exc
-            if old.get("config") != preset.cell_config(r, s):
-                raise ConfigMismatch(f"{path} was computed with another configuration; use another --out (or delete the cell to recompute it)")
+            want = ctx.cell_config(r, s)
+            if old.get("config") != want:
+                got = old.get("config") or {}
+                diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+                raise ConfigMismatch(f"{path} was computed with another configuration (differs in: {', '.join(diff)}); use another --out (or delete the cell to recompute it)")
             done.append(cell_key(r, s))
         else:
             todo.append((r, s))

@@ -22,7 +22,7 @@ from PIL import Image
 from ltbench.data.classes import PAPER_CLASSES
 from ltbench.data.phantom.config import PhantomConfig
 from ltbench.data.phantom.labels import sample_labels
-from ltbench.data.phantom.render import STREAM_LABELS, STREAM_SPLIT, render
+from ltbench.data.phantom.render import RENDERER_VERSION, STREAM_LABELS, STREAM_SPLIT, render
 from ltbench.utils.io import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("ltbench.data.phantom")
@@ -127,19 +127,23 @@ def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress:
     (each was written atomically and is deterministic). Returns ``out``."""
     from tqdm.auto import tqdm
 
-    meta = {"dataset": "CXR-Phantom-LT", "config": dataclasses.asdict(cfg), "classes": list(PAPER_CLASSES)}
+    meta = {"dataset": "CXR-Phantom-LT", "config": dataclasses.asdict(cfg), "renderer": RENDERER_VERSION, "classes": list(PAPER_CLASSES)}
+
+    def same(prev):  # same config and same renderer: the same bytes
+        return prev is not None and prev.get("config") == meta["config"] and prev.get("renderer") == RENDERER_VERSION
+
     if os.path.exists(out):
         prev = _read_meta(out)
-        if prev is not None and prev.get("config") == meta["config"] and os.path.exists(os.path.join(out, LABELS_CSV)):
+        if same(prev) and os.path.exists(os.path.join(out, LABELS_CSV)):
             log.info("phantom at %s already matches this config; nothing to do", out)
             return out
         if not overwrite:
-            raise FileExistsError(f"{out} exists and is not a phantom made with this config; pass overwrite=True (--overwrite) to replace it")
+            raise FileExistsError(f"{out} exists and is not a phantom made with this config and renderer (version {RENDERER_VERSION}); pass overwrite=True (--overwrite) to replace it")
         shutil.rmtree(out)
     partial = out.rstrip("/") + ".partial"
     prev = _read_meta(partial)
-    if prev is not None and prev.get("config") != meta["config"]:
-        shutil.rmtree(partial)  # an interrupted run with other settings: nothing reusable
+    if prev is not None and not same(prev):
+        shutil.rmtree(partial)  # an interrupted run with other settings or renderer: nothing reusable
     os.makedirs(os.path.join(partial, "images"), exist_ok=True)
     os.makedirs(os.path.join(partial, "masks"), exist_ok=True)
     atomic_write_json(os.path.join(partial, META_JSON), meta)

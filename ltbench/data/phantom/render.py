@@ -23,6 +23,10 @@ N_UNIFORMS = 96
 COARSE_TEX, FINE_TEX = 8, 24
 N_RIBS = 10
 MASK_THRESHOLD = 0.05  # a pixel belongs to a finding where >= 5% of its full effect is drawn
+# Bump whenever a change alters rendered pixels: caches and results keyed on a PhantomConfig
+# (e.g. the reproduce runner's) also record it, so images of another renderer are never reused.
+# 2: visible rib fracture (larger step, wider gap, callus at the break).
+RENDERER_VERSION = 2
 
 
 class _Draws:
@@ -181,25 +185,30 @@ def _draw(d: _Draws, coarse, fine, noise, on, cfg: PhantomConfig):
     s_pe = _strength(d, cfg)
     img = torch.lerp(img, torch.full_like(img, 0.5), (on["Pleural Effusion"] * pe_w * (0.35 + 0.6 * s_pe)).clamp(0, 1))
 
-    # --- ribs and clavicles (fracture: one rib stepped and interrupted) ---------------------------
+    # --- ribs and clavicles (fracture: one rib stepped and interrupted, callus at the break) ---
+    # At 64 px a rib is a line about a pixel wide, so a step of a pixel alone is invisible under
+    # the noise and texture (every classifier, the oracle included, was at chance on it). The
+    # displacement is 1.6-2.6 px and the break carries a small dense callus, the sign that makes
+    # a healing rib fracture visible on a real radiograph.
     thorax = soft(X.abs() - 0.8) * soft(-0.9 - Y) * soft(Y - 0.6)
     rib_t = d(0.022, 0.03)
     fr_idx = (2 + d(0.0, 1.0) * 6).floor().clamp(2, 7)  # rib 2..7
     sf = d.side()
     fx = sf * d(0.3, 0.6)
-    step = d(0.025, 0.04)
+    step = d(0.05, 0.08)
     s_fr = _strength(d, cfg)
-    def rib_y(i):
-        return -0.8 + 0.13 * i + 0.45 * X.abs() - 0.2 * X**2
+    def rib_y(i, x=X):
+        return -0.8 + 0.13 * i + 0.45 * x.abs() - 0.2 * x**2
 
     spine = soft(0.08 - X.abs())  # ribs stop at the spine
     ribs = sum(line(Y - rib_y(i), rib_t) for i in range(N_RIBS)) * spine
     intact = line(Y - rib_y(fr_idx), rib_t) * spine
     stepped = line(Y - rib_y(fr_idx) - step * torch.sigmoid((X - fx) * sf / 0.01), rib_t) * spine
-    fractured = stepped * (1.0 - line(X - fx, 0.012 + 1.0 / S))
+    fractured = stepped * (1.0 - line(X - fx, 0.025 + 1.0 / S))
+    callus = ellipse(X, Y, fx, rib_y(fr_idx, fx) + 0.5 * step, 0.08, 0.05)
     win = soft((X - fx).abs() - 0.09) * (X * sf > 0)
-    fr_w = win * torch.maximum(intact, stepped)
-    fr_delta = win * (fractured - intact)
+    fr_w = torch.maximum(win * torch.maximum(intact, stepped), callus)
+    fr_delta = win * (fractured - intact) + 3.0 * callus
     img = img + 0.11 * thorax * (ribs + on["Fracture"] * (0.4 + 0.6 * s_fr) * fr_delta)
     for s in (-1.0, 1.0):
         # clavicle: a bone bar from the sternal notch outwards and up
