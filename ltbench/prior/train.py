@@ -69,6 +69,9 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
+    storage = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(cfg.unet_storage_dtype)
+    if storage is None:  # checked before training, not after it
+        raise ValueError(f"unet_storage_dtype must be float16, bfloat16 or float32, got {cfg.unet_storage_dtype!r}")
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     ckpt_path = os.path.join(work_dir, "checkpoint.pt")
@@ -164,7 +167,7 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
                 checkpoint({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict()})
 
     ema.copy_to(unet.parameters())
-    unet.to(getattr(torch, cfg.unet_storage_dtype))
+    unet.to(storage)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=infer_sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     tmp = out.rstrip("/") + ".partial"
     pipe.save_pretrained(tmp, safe_serialization=True)

@@ -74,6 +74,11 @@ class Context:
         self._prior = self._oracle = self._il = self._latents = None
         self.inputs = input_identity(preset)
 
+    def data_key(self) -> dict:
+        """What the train/test images depend on (part of every cached stage's stamp)."""
+        p = self.preset
+        return {"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "dataset": p.dataset, "root": p.data_root, "size": p.image_size, "sample": p.train_sample}
+
     def cell_config(self, row: str, seed: int) -> dict:
         """The preset's cell config plus the identity of the inputs it was computed from."""
         return {**self.preset.cell_config(row, seed), "inputs": self.inputs}
@@ -86,7 +91,7 @@ class Context:
         ``train_sample`` train rows (a seeded sample, like the paper's sample train set)."""
         path = os.path.join(self.work, "data.npz")
         p = self.preset
-        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "dataset": p.dataset, "root": p.data_root, "size": p.image_size, "sample": p.train_sample})
+        stamp = _stamp(self.data_key())
         t = time.perf_counter()
         if not _cached(path, stamp):
             if p.data_root is None:
@@ -160,8 +165,7 @@ class Context:
             from ltbench.prior.vae import vae_identity
 
             path = os.path.join(self.work, "latents.pt")
-            p = self.preset
-            stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "root": p.data_root, "size": p.image_size, "sample": p.train_sample, "vae": vae_identity(self.prior.path)["weights_sha256"]})
+            stamp = _stamp({**self.data_key(), "vae": vae_identity(self.prior.path)["weights_sha256"]})
             self.latent_stamp = stamp
             t = time.perf_counter()
             if not _cached(path, stamp, torch_file=True):
@@ -182,7 +186,7 @@ class Context:
         uses; on files, the test split's images of the class."""
         path = os.path.join(self.work, "fid_reference.npz")
         p = self.preset
-        stamp = _stamp({"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "m": p.fid_real_per_class, "seed": p.fid_reference_seed, "root": p.data_root, "size": p.image_size})
+        stamp = _stamp({**self.data_key(), "m": p.fid_real_per_class, "seed": p.fid_reference_seed})
         if not _cached(path, stamp) and p.data_root is not None:
             ref = {c: self.x_test[self.y_test[:, self.classes.index(c)] == 1][: p.fid_real_per_class] for c in self.tail}
             with atomic_path(path) as tmp:

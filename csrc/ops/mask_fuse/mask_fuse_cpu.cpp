@@ -48,27 +48,34 @@ void fill_pick_words(const bool* s, const bool* g, const bool* r, int64_t HW, U*
   for (int64_t i = 0; i < HW; ++i) m[i] = static_cast<U>(0) - static_cast<U>(mask_fuse::pick_tail(s[i], g[i], r[i]));
 }
 
-template <typename scalar_t>
-void fuse_cpu_kernel(const scalar_t* zt, const scalar_t* zh, const bool* ps, const bool* pg, const bool* pr,
-                     scalar_t* out, int64_t B, int64_t C, int64_t HW) {
-  using U = typename Bits<scalar_t>::type;
-  static_assert(sizeof(U) == sizeof(scalar_t), "bit type must match the scalar");
-  // One task per (b, c) plane: contiguous HW runs; the pick words are rebuilt when b changes.
+// Runs fn(bc, m) for every (b, c) plane in parallel (contiguous HW runs), m being image b's
+// pick words, rebuilt only when b changes.
+template <typename U, typename F>
+void for_each_plane(const bool* s, const bool* g, const bool* r, int64_t B, int64_t C, int64_t HW, const F& fn) {
   at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
     std::vector<U> words(HW);
     int64_t cur = -1;
     for (int64_t bc = begin; bc < end; ++bc) {
       if (bc / C != cur) {
         cur = bc / C;
-        fill_pick_words<U>(ps + cur * HW, pg + cur * HW, pr + cur * HW, HW, words.data());
+        fill_pick_words<U>(s + cur * HW, g + cur * HW, r + cur * HW, HW, words.data());
       }
-      const U* __restrict__ m = words.data();
-      const U* __restrict__ a = reinterpret_cast<const U*>(zt + bc * HW);
-      const U* __restrict__ h = reinterpret_cast<const U*>(zh + bc * HW);
-      U* __restrict__ o = reinterpret_cast<U*>(out + bc * HW);
-      LTB_SIMD
-      for (int64_t i = 0; i < HW; ++i) o[i] = (a[i] & m[i]) | (h[i] & ~m[i]);
+      fn(bc, static_cast<const U*>(words.data()));
     }
+  });
+}
+
+template <typename scalar_t>
+void fuse_cpu_kernel(const scalar_t* zt, const scalar_t* zh, const bool* ps, const bool* pg, const bool* pr,
+                     scalar_t* out, int64_t B, int64_t C, int64_t HW) {
+  using U = typename Bits<scalar_t>::type;
+  static_assert(sizeof(U) == sizeof(scalar_t), "bit type must match the scalar");
+  for_each_plane<U>(ps, pg, pr, B, C, HW, [&](int64_t bc, const U* __restrict__ m) {
+    const U* __restrict__ a = reinterpret_cast<const U*>(zt + bc * HW);
+    const U* __restrict__ h = reinterpret_cast<const U*>(zh + bc * HW);
+    U* __restrict__ o = reinterpret_cast<U*>(out + bc * HW);
+    LTB_SIMD
+    for (int64_t i = 0; i < HW; ++i) o[i] = (a[i] & m[i]) | (h[i] & ~m[i]);
   });
 }
 
@@ -109,24 +116,15 @@ std::tuple<at::Tensor, at::Tensor> mask_fuse_backward_cpu(const at::Tensor& grad
     U* pt = reinterpret_cast<U*>(gt.data_ptr<scalar_t>());
     U* ph = reinterpret_cast<U*>(gh.data_ptr<scalar_t>());
     const bool *s = ms.data_ptr<bool>(), *q = mg.data_ptr<bool>(), *r = mr.data_ptr<bool>();
-    at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
-      std::vector<U> words(HW);
-      int64_t cur = -1;
-      for (int64_t bc = begin; bc < end; ++bc) {
-        if (bc / C != cur) {
-          cur = bc / C;
-          fill_pick_words<U>(s + cur * HW, q + cur * HW, r + cur * HW, HW, words.data());
-        }
-        const U* __restrict__ m = words.data();
-        const U* __restrict__ v = pg + bc * HW;
-        U* __restrict__ t = pt + bc * HW;
-        U* __restrict__ h = ph + bc * HW;
-        // +0.0 (all-zero bits) where the vector was not picked
-        LTB_SIMD
-        for (int64_t i = 0; i < HW; ++i) {
-          t[i] = v[i] & m[i];
-          h[i] = v[i] & ~m[i];
-        }
+    for_each_plane<U>(s, q, r, B, C, HW, [&](int64_t bc, const U* __restrict__ m) {
+      const U* __restrict__ v = pg + bc * HW;
+      U* __restrict__ t = pt + bc * HW;
+      U* __restrict__ h = ph + bc * HW;
+      // +0.0 (all-zero bits) where the vector was not picked
+      LTB_SIMD
+      for (int64_t i = 0; i < HW; ++i) {
+        t[i] = v[i] & m[i];
+        h[i] = v[i] & ~m[i];
       }
     });
   });
