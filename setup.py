@@ -6,7 +6,9 @@ Environment switches (read at build time):
   pure-PyTorch reference ops.
 * ``FORCE_CUDA=1`` - compile the CUDA sources even when torch cannot see a GPU (this is how
   CI proves the ``.cu`` files compile on a machine without one). Without it, CUDA sources are
-  compiled when nvcc is found and torch is a CUDA build.
+  compiled only where a GPU is visible (and nvcc and a CUDA build of torch are present):
+  compiling them for a machine that cannot run them cost about 6 of the 7.5 minutes of an
+  install on a 2-core machine.
 * ``TORCH_CUDA_ARCH_LIST`` - target architectures; when unset and no GPU is visible we
   default to a short list of current data-centre and workstation parts instead of
   torch's long default, to keep the build quick.
@@ -56,7 +58,7 @@ def _extensions():
     cpp_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*/*_cpu.cpp"))
     cuda_sources = sorted(glob.glob("csrc/ops/*/*_cuda.cu"))
     have_nvcc = CUDA_HOME is not None and shutil.which(os.path.join(CUDA_HOME, "bin", "nvcc") if CUDA_HOME else "nvcc")
-    use_cuda = _truthy("FORCE_CUDA") or (bool(have_nvcc) and torch.version.cuda is not None)
+    use_cuda = _truthy("FORCE_CUDA") or (bool(have_nvcc) and torch.version.cuda is not None and torch.cuda.is_available())
     if _truthy("FORCE_CUDA") and not have_nvcc:
         raise RuntimeError("FORCE_CUDA=1 but nvcc was not found (set CUDA_HOME)")
 

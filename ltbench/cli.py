@@ -64,6 +64,12 @@ def _cmd_prior_evaluate(args) -> int:
     cfg = config_from_args(QualityConfig, args)
     print(json.dumps({"prior_evaluate": dataclasses.asdict(cfg), "prior": prior.path}, indent=2))
     quality = evaluate_prior(prior, cfg, progress=not args.quiet)
+    if args.oracle != "none":
+        from ltbench.eval.oracle import load_oracle, oracle_file
+        from ltbench.eval.roundtrip import round_trip_fidelity, round_trip_sample
+
+        images, labels = round_trip_sample(size=prior.pipe.vae.config.sample_size)
+        quality["round_trip"] = {"oracle": args.oracle, "per_class": round_trip_fidelity(prior, load_oracle(args.oracle), images, labels, fid_weights=oracle_file(args.oracle))}
     atomic_write_json(os.path.join(out, "quality.json"), quality)
     sample_grid(prior, os.path.join(out, "sample_grid.png"), steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
     training = {}
@@ -227,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--out", default=None, help="where to write (default: the prior's own folder)")
     pe.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     pe.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto = fp32 on CPU, bf16 on GPU")
+    pe.add_argument("--oracle", default="phantom", help="oracle for the autoencoder's round-trip fidelity: 'phantom' (shipped), a folder or file, or 'none' (default: phantom)")
     pe.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_args(pe, QualityConfig, group="evaluation")
     pe.set_defaults(func=_cmd_prior_evaluate)

@@ -38,8 +38,17 @@ def add_config_args(parser: argparse.ArgumentParser, cls, exclude=(), group: str
         help_ = f"{comments.get(f.name, '')} (default: {default})"
         if typ is bool:
             target.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction, default=parse_default, help=help_)
+        elif typ is tuple:  # comma-separated integers, e.g. --vae-channels 16,32,32
+            target.add_argument(opt, dest=f.name, type=_int_tuple, default=parse_default, metavar="N,N,...", help=help_)
         else:
             target.add_argument(opt, dest=f.name, type=typ if typ in (int, float, str) else str, default=parse_default, help=help_)
+
+
+def _int_tuple(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def config_from_args(cls, args: argparse.Namespace, **overrides):

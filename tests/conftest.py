@@ -29,5 +29,5 @@ def tiny_oracle(tmp_path_factory):
     from ltbench.eval.oracle import OracleConfig, train_oracle
 
     out = str(tmp_path_factory.mktemp("oracle"))
-    train_oracle(OracleConfig(n_images=300, epochs=1, width=8), out, eval_phantom=PhantomConfig(n=400, min_test_positives=1), progress=False)
+    train_oracle(OracleConfig(n_images=300, epochs=1, width=8, n_calibration=300), out, eval_phantom=PhantomConfig(n=400, min_test_positives=1), progress=False)
     return out

@@ -235,3 +235,24 @@ def test_cli_train_il_and_augment(tmp_path):
     assert np.load(os.path.join(out, "latents.npy")).shape == (4, 4, 16, 16)
     assert df.groupby("tail_class").size().to_dict() == {"Fracture": 2, "Pneumothorax": 2}
     assert (df["Pneumothorax"][df["tail_class"] == "Pneumothorax"] == 1).all()
+
+
+def test_il_files_are_loaded_weights_only_and_a_crafted_pickle_never_runs(tmp_path):
+    """`ltbench augment --il DIR` and resuming `train-il --out` read user paths: a model.pt
+    whose pickle calls a function must be refused without calling it."""
+    import pickle
+
+    from ltbench.method.il import load_il
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "il").mkdir()
+    with open(tmp_path / "il" / "model.pt", "wb") as f:
+        pickle.dump({"config": {}, "model": Evil()}, f)
+    with pytest.raises(ValueError, match="not an ltbench IL checkpoint"):
+        load_il(str(tmp_path / "il"))
+    assert not marker.exists()

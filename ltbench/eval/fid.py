@@ -168,6 +168,63 @@ def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = Non
     return float(out["frechet_inception_distance"])
 
 
+KID_SUBSETS = 100  # torch-fidelity's default number of KID subsets
+PRC_NEIGHBORHOOD = 3  # torch-fidelity's default k of the k-NN balls (Kynkaanniemi et al.)
+
+
+def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
+    """FID, KID and precision/recall of uint8 image sets [N, H, W], in ONE
+    ``torch_fidelity.calculate_metrics`` call (features extracted once). KID's subset size is
+    the smaller set's size (torch-fidelity's default of 1000 needs more images than a tail
+    class has); PRC needs more images than its neighbourhood. Precision = share of generated
+    images inside the real manifold (fidelity), recall = share of real images inside the
+    generated one (diversity): torch-fidelity >= 0.4 (earlier releases swapped the two).
+    Returns {"fid", "kid", "kid_std", "precision", "recall"}."""
+    import torch_fidelity
+
+    register_extractors()
+    if extractor == INCEPTION_EXTRACTOR and weights is None:
+        raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
+    channels = 3 if extractor == INCEPTION_EXTRACTOR else 1
+    a, b = ImageTensorDataset(real, channels), ImageTensorDataset(fake, channels)
+    for name, d in (("real", a), ("generated", b)):
+        if len(d) < PRC_NEIGHBORHOOD + 2:
+            raise ValueError(f"FID/KID/PRC need at least {PRC_NEIGHBORHOOD + 2} {name} images, got {len(d)}")
+    out = torch_fidelity.calculate_metrics(
+        input1=b, input2=a, fid=True, kid=True, prc=True, kid_subset_size=min(len(a), len(b)), kid_subsets=KID_SUBSETS,
+        prc_neighborhood=PRC_NEIGHBORHOOD, feature_extractor=extractor, feature_extractor_weights_path=weights,
+        batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
+    )
+    return {
+        "fid": float(out["frechet_inception_distance"]),
+        "kid": float(out["kernel_inception_distance_mean"]),
+        "kid_std": float(out["kernel_inception_distance_std"]),
+        "precision": float(out["precision"]),
+        "recall": float(out["recall"]),
+    }
+
+
+METRICS = ("fid", "kid", "precision", "recall")
+
+
+def tail_metrics(real_by_class: dict, fake_by_class: dict, tail, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
+    """Per tail class c: ``distribution_metrics(real of c, generated FOR c)``, and the mean of
+    each metric over classes. ``fake_by_class[c]`` must hold the images generated for class c
+    (the same count for every row: union labels give no row extra images). A class with too
+    few images on either side gets None. Returns {"per_class": {c: {...} or None}, "mean":
+    {metric: float or None}}."""
+    per = {}
+    for c in tail:
+        fake, real = np.asarray(fake_by_class.get(c, np.zeros((0, 1, 1), np.uint8))), np.asarray(real_by_class[c])
+        ok = min(len(fake), len(real)) >= PRC_NEIGHBORHOOD + 2
+        per[c] = distribution_metrics(real, fake, extractor, weights, batch_size) if ok else None
+    mean = {}
+    for m in METRICS:
+        vals = [v[m] for v in per.values() if v is not None]
+        mean[m] = float(np.mean(vals)) if vals else None
+    return {"per_class": per, "mean": mean}
+
+
 def tail_fid(real_by_class: dict, fake_images, fake_labels, classes, tail, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
     """Per tail class c: FID(generated images labelled c, real images of c); and their mean.
     Returns {"per_class": {c: fid or None}, "mean": float or None}; a class with fewer than

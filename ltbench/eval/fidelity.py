@@ -5,18 +5,23 @@ benchmark's classifier ever sees."""
 import numpy as np
 
 
-def label_fidelity(oracle, images, labels, classes, tail, threshold: float = 0.5) -> dict:
-    """For each tail class c, over generated samples labelled c: ``tail`` = fraction the oracle
-    scores positive for c; ``other`` = fraction of their OTHER positive labels the oracle
-    also scores positive (None when they carry none). ``mean_tail`` averages ``tail`` over
-    classes with samples. The oracle's own real-data rates are the reference (oracle.json)."""
+def label_fidelity(oracle, images, labels, classes, tail, targets=None) -> dict:
+    """For each tail class c, over the samples generated FOR c (``targets`` int[N], the class
+    index each sample was made for; None: every sample labelled c): ``tail`` = fraction the
+    oracle calls positive for c (its per-class threshold, fixed on clean real images);
+    ``other`` = fraction of their OTHER positive labels the oracle also calls (None when they
+    carry none). ``mean_tail`` averages ``tail`` over classes with samples. Read it against
+    the ``real`` and ``vae`` rows: real images of c score the oracle's sensitivity."""
     labels = np.asarray(labels)
     per = {}
     if len(labels):
-        p = oracle.probs(images) > threshold
+        p = oracle.positive(images)
     for c in tail:
         k = classes.index(c)
-        sel = np.flatnonzero(labels[:, k] == 1) if len(labels) else np.zeros(0, int)
+        if targets is not None:
+            sel = np.flatnonzero(np.asarray(targets) == k)
+        else:
+            sel = np.flatnonzero(labels[:, k] == 1) if len(labels) else np.zeros(0, int)
         if len(sel) == 0:
             per[c] = {"n": 0, "tail": None, "other": None}
             continue

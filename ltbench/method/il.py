@@ -162,7 +162,7 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
     start = 0
     done = sorted(glob.glob(os.path.join(out, "checkpoints", "gen-*.pt")))
     if done:
-        state = torch.load(done[-1], weights_only=False)
+        state = _load_state(done[-1])
         if state["config"] != dataclasses.asdict(cfg):
             raise ValueError(f"{out} holds an IL run with another config; choose another --out")
         model.load_state_dict(state["model"])
@@ -246,12 +246,23 @@ def save_il(model: ILModel, cfg: ILConfig, path: str) -> None:
         torch.save({"config": dataclasses.asdict(cfg), "latent_shape": model.latent_shape, "n_classes": model.n_classes, "model": model.state_dict()}, tmp)
 
 
+def _load_state(path: str) -> dict:
+    """A checkpoint as tensors and plain containers only (``weights_only``): a crafted file
+    from a user path can never run code here."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path} is not an ltbench IL checkpoint (only tensors and plain containers are loaded): {str(exc).splitlines()[0]}") from None
+
+
 def load_il(path: str) -> ILModel:
     if os.path.isdir(path):
         path = os.path.join(path, "model.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no trained IL model at {path}; run `ltbench train-il` first")
-    state = torch.load(path, weights_only=False)
+    state = _load_state(path)
     model = ILModel(state["latent_shape"], state["n_classes"], ILConfig(**state["config"]))
     model.load_state_dict(state["model"])
     return model.eval()

@@ -63,31 +63,32 @@ def make_text_encoder(vocab_size: int, seed: int = 0):
     return CLIPTextModel(cfg)
 
 
-def make_vae(seed: int = 0, sample_size: int = 64):
+def make_vae(seed: int = 0, sample_size: int = 64, block_out_channels=(16, 32, 32), latent_channels: int = 4, layers_per_block: int = 1):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
+    levels = len(block_out_channels)  # downsampling x 2 ** (levels - 1)
     return AutoencoderKL(
         in_channels=3,  # RGB like Stable Diffusion's VAE: the gray image is replicated
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 32),  # three levels: x4 downsampling
-        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=tuple(block_out_channels),
+        latent_channels=latent_channels,
         norm_num_groups=8,
-        layers_per_block=1,
+        layers_per_block=layers_per_block,
         sample_size=sample_size,
     )
 
 
-def make_unet(seed: int = 0, sample_size: int = 16):
+def make_unet(seed: int = 0, sample_size: int = 16, in_channels: int = 4):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
     return UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
+        in_channels=in_channels,
+        out_channels=in_channels,
         block_out_channels=(32, 64, 64),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),

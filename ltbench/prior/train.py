@@ -35,22 +35,54 @@ log = logging.getLogger("ltbench.prior.train")
 class PriorTrainConfig:
     n_images: int = 10_000  # phantom training images, long-tailed like the benchmark
     phantom_seed: int = 1000  # not the benchmark's seed: the prior never sees benchmark images
-    size: int = 64  # px; the default preset's resolution (latents 4x16x16)
+    size: int = 64  # px; the default preset's resolution
+    vae_channels: tuple = (16, 32, 32)  # VAE block widths; len - 1 stride-2 levels (x4: 16x16 latents at 64 px)
+    latent_channels: int = 8  # latent channels C (Stable Diffusion: 4; with 4 at x4 the faint findings did not survive)
     seed: int = 0  # init, batch order, noise, timesteps, prompt dropout
-    vae_steps: int = 1200  # VAE optimiser steps
+    vae_steps: int = 3500  # VAE optimiser steps (cosine-decayed rate)
     vae_batch: int = 32
     vae_lr: float = 1e-3  # small models tolerate a high rate; AdamW
     kl_weight: float = 1e-6  # SD's VAE: a nearly deterministic autoencoder
+    finding_weight: float = 20.0  # extra MSE weight inside the findings' ground-truth masks: small, faint findings are most of what matters and least of the pixels
+    perceptual_weight: float = 0.05  # feature-matching loss in a phantom classifier's layers (LPIPS's role in SD's VAE); 0 = pixels only
+    perceptual_epochs: int = 3  # that classifier's training (its own net, not the oracle or the judge)
     unet_steps: int = 3000  # UNet + text encoder optimiser steps
     unet_batch: int = 64
     unet_lr: float = 1e-3
     ema_decay: float = 0.999  # the shipped UNet is the EMA of the trained one
     cond_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance
+    tail_balance: float = 0.5  # UNet batches drawn with weight prevalence^-this of an image's rarest label: the tail is seen, still rarely (0 = uniform)
     checkpoint_every: int = 200  # steps between resumable checkpoints
     unet_storage_dtype: str = "float16"  # the saved UNet's dtype: halves the shipped file; loaders cast to their precision
 
 
 PRESETS = {"phantom": PriorTrainConfig()}
+
+
+def train_perceptual_net(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int) -> torch.nn.Module:
+    """A SmallCNN trained to find the ten findings on the prior's own sample, with the judges'
+    degradations; its layers are the VAE's perceptual space. Frozen, eval mode."""
+    from ltbench.nets import SmallCNN, fit_multilabel
+
+    x = torch.from_numpy(images).float()[:, None] / 255
+    y = torch.from_numpy(labels).float()
+    torch.manual_seed(seed)
+    pos = y.sum(0).clamp_min(1)
+    net = fit_multilabel(SmallCNN(1, y.shape[1], 16), x, y, epochs=epochs, seed=seed, pos_weight=((len(y) - pos) / pos).clamp(max=50.0), augment=True, max_blur=0.8)
+    return net.eval().requires_grad_(False)
+
+
+def perceptual_loss(net: torch.nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean over the net's four blocks of ||f(a) - f(b)||^2 / mean f(a)^2; a, b Tensor[B, 3, H,
+    W] in [-1, 1] (the VAE's space, gray replicated)."""
+    fa, fb = a.mean(1, keepdim=True) * 0.5 + 0.5, b.mean(1, keepdim=True) * 0.5 + 0.5
+    loss, n = a.new_zeros(()), 0
+    for layer in net.body:
+        fa, fb = layer(fa), layer(fb)
+        if isinstance(layer, torch.nn.ReLU):
+            loss = loss + (fa - fb).pow(2).mean() / fa.pow(2).mean().clamp_min(1e-8)
+            n += 1
+    return loss / n
 
 
 def _to_input(images: np.ndarray, idx) -> torch.Tensor:
@@ -61,6 +93,14 @@ def _to_input(images: np.ndarray, idx) -> torch.Tensor:
 def _save(path: str, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def unet_sampling_weights(labels: np.ndarray, balance: float) -> torch.Tensor:
+    """float64[N]: an image's weight is prevalence^-balance of its rarest positive label (1 for
+    an image with none). balance 0 = uniform; 0.5 raises a 0.3%-class's share about 10x."""
+    prev = labels.mean(0).clip(1.0 / len(labels), None)
+    w = np.where(labels == 1, prev[None] ** -balance, 1.0).max(1)
+    return torch.from_numpy(w / w.sum())
 
 
 def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool = True) -> str:
@@ -76,7 +116,7 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     torch.manual_seed(cfg.seed)
     ckpt_path = os.path.join(work_dir, "checkpoint.pt")
     os.makedirs(work_dir, exist_ok=True)
-    state = torch.load(ckpt_path, weights_only=False) if os.path.exists(ckpt_path) else None
+    state = torch.load(ckpt_path, weights_only=True) if os.path.exists(ckpt_path) else None  # tensors and plain containers only: no code from a file
     if state is not None and state["config"] != dataclasses.asdict(cfg):
         raise ValueError(f"{ckpt_path} was written with another config; delete {work_dir} or use another --work-dir")
 
@@ -87,11 +127,15 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
 
-    vae, unet, text_encoder = make_vae(cfg.seed, cfg.size), make_unet(cfg.seed, cfg.size // 4), make_text_encoder(len(tokenizer), cfg.seed)
+    down = 2 ** (len(cfg.vae_channels) - 1)
+    vae = make_vae(cfg.seed, cfg.size, cfg.vae_channels, cfg.latent_channels)
+    unet, text_encoder = make_unet(cfg.seed, cfg.size // down, cfg.latent_channels), make_text_encoder(len(tokenizer), cfg.seed)
     train_sched, infer_sched = make_schedulers()
     g = torch.Generator().manual_seed(cfg.seed)
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     stage, step = "vae", 0
+    perc = train_perceptual_net(data.images, data.labels, cfg.perceptual_epochs, cfg.seed) if cfg.perceptual_weight > 0 and (state is None or state["stage"] == "vae") else None
+    finding = data.masks.any(1)  # bool[N, S, S]: where any finding was drawn
     if state is not None:
         stage, step = state["stage"], state["step"]
         vae.load_state_dict(state["vae"])
@@ -107,10 +151,17 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
         vae.train()
         with tqdm(total=cfg.vae_steps, initial=step, desc="prior vae", disable=not progress) as bar:
             while step < cfg.vae_steps:
-                x = _to_input(data.images, torch.randint(0, cfg.n_images, (cfg.vae_batch,), generator=g).numpy())
+                for group in vae_opt.param_groups:  # cosine decay, a function of the step (resumable)
+                    group["lr"] = float(cfg.vae_lr * 0.5 * (1 + np.cos(np.pi * step / cfg.vae_steps)))  # a Python float: checkpoints load weights-only
+                idx = torch.randint(0, cfg.n_images, (cfg.vae_batch,), generator=g).numpy()
+                x = _to_input(data.images, idx)
                 post = vae.encode(x).latent_dist
                 z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
-                loss = F.mse_loss(vae.decode(z).sample, x) + cfg.kl_weight * post.kl().mean()
+                rec = vae.decode(z).sample
+                w = 1.0 + cfg.finding_weight * torch.from_numpy(finding[idx]).float()[:, None]
+                loss = ((rec - x).pow(2) * w).mean() / w.mean() + cfg.kl_weight * post.kl().mean()
+                if perc is not None:
+                    loss = loss + cfg.perceptual_weight * perceptual_loss(perc, x, rec)
                 vae_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 vae_opt.step()
@@ -145,9 +196,10 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
         ema.load_state_dict(state["ema"])
     unet.train()
     text_encoder.train()
+    weights = unet_sampling_weights(data.labels, cfg.tail_balance)
     with tqdm(total=cfg.unet_steps, initial=step, desc="prior unet", disable=not progress) as bar:
         while step < cfg.unet_steps:
-            b = torch.randint(0, cfg.n_images, (cfg.unet_batch,), generator=g)
+            b = torch.multinomial(weights, cfg.unet_batch, replacement=True, generator=g)
             z = (mean[b] + std[b] * torch.randn(mean[b].shape, generator=g)) * scaling
             noise = torch.randn(z.shape, generator=g)
             t = torch.randint(0, train_sched.config.num_train_timesteps, (len(b),), generator=g)

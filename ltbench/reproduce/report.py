@@ -9,30 +9,43 @@ import os
 
 import numpy as np
 
-from ltbench.eval.classifier import mean_interval
+from ltbench.eval.classifier import mean_interval, paired_interval
 from ltbench.eval.fid import NA_INCEPTION
 from ltbench.reproduce.presets import PAPER_TABLE1
 from ltbench.utils.io import atomic_path, atomic_write_text
 
 # (key, column title, how to read it from a cell's results, decimals)
 METRICS = (
-    ("fid_oracle", "Avg Tail FID (oracle features) ↓", lambda r: (r.get("tail_fid") or {}).get("oracle", {}).get("mean") if r.get("tail_fid") else None, 2),
-    ("fid_xrv", "Avg Tail FID (XRV) ↓", lambda r: _named_fid(r, "xrv"), 2),
-    ("fid_inception", "Avg Tail FID (Inception) ↓", lambda r: _named_fid(r, "inception"), 2),
+    ("fid_oracle", "Avg Tail FID (oracle) ↓", lambda r: _space(r, "oracle", "fid"), 2),
+    ("kid_oracle", "Avg Tail KID x1000 (oracle) ↓", lambda r: _scaled(_space(r, "oracle", "kid"), 1000), 2),
+    ("precision_oracle", "Precision (oracle) ↑", lambda r: _space(r, "oracle", "precision"), 3),
+    ("recall_oracle", "Recall (oracle) ↑", lambda r: _space(r, "oracle", "recall"), 3),
+    ("fid_xrv", "Avg Tail FID (XRV) ↓", lambda r: _space(r, "xrv", "fid"), 2),
+    ("fid_inception", "Avg Tail FID (Inception) ↓", lambda r: _space(r, "inception", "fid"), 2),
     ("head_map", "Head mAP ↑", lambda r: r.get("head_map"), 3),
     ("tail_map", "Tail mAP ↑", lambda r: r.get("tail_map"), 3),
     ("label_fidelity", "Label fidelity (tail) ↑", lambda r: (r.get("label_fidelity") or {}).get("mean_tail"), 3),
     ("unet_evals", "UNet evals / sample", lambda r: r["cost"].get("unet_evals_per_sample"), 1),
     ("samples_per_s", "Samples / s", lambda r: r["cost"].get("samples_per_s"), 1),
+    ("fit_s", "One-off fit (s)", lambda r: r["cost"].get("fit_seconds"), 0),
+    ("to_n_s", "Time to n per class (s)", lambda r: r["cost"].get("seconds_to_n_per_class"), 0),
 )
+# paired differences from the `none` row (same init and real-data order within a seed)
+PAIRED = (("d_head_map", "Δ Head mAP vs none (paired)", "head_map"), ("d_tail_map", "Δ Tail mAP vs none (paired)", "tail_map"))
+BASELINE_ROW = "none"
+FIDELITY_KEEP = 0.8  # a class's label fidelity is void where the `vae` row keeps < 0.8 x the `real` row's
 
 
-def _named_fid(r, space):
-    fid = r.get("tail_fid")
-    if not fid or space not in fid:
+def _space(r, space, metric):
+    m = r.get("tail_metrics")
+    if not m or space not in m:
         return None
-    v = fid[space]
-    return v if isinstance(v, str) else v.get("mean")
+    v = m[space]
+    return v if isinstance(v, str) else v["mean"].get(metric)
+
+
+def _scaled(v, k):
+    return v * k if isinstance(v, (int, float)) else v
 
 
 def aggregate(cells: list[dict], rows, seeds: int | None = None) -> dict:
@@ -43,6 +56,10 @@ def aggregate(cells: list[dict], rows, seeds: int | None = None) -> dict:
         if seeds is not None and cfg["seed"] >= seeds:
             continue
         by_row.setdefault(cfg["row"], []).append(c["results"])
+    by_seed: dict = {}
+    for c in cells:
+        if seeds is None or c["config"]["seed"] < seeds:
+            by_seed.setdefault(c["config"]["row"], {})[c["config"]["seed"]] = c["results"]
     table = {}
     for row in [r for r in rows if r in by_row] + sorted(set(by_row) - set(rows)):
         res = by_row[row]
@@ -53,8 +70,37 @@ def aggregate(cells: list[dict], rows, seeds: int | None = None) -> dict:
                 entry[key] = next(v for v in vals if isinstance(v, str))
             else:
                 entry[key] = mean_interval([v for v in vals if v is not None])
+        for key, _, metric in PAIRED:
+            base = by_seed.get(BASELINE_ROW)
+            if base is None or row == BASELINE_ROW:
+                entry[key] = None
+            else:
+                entry[key] = paired_interval({s: r.get(metric) for s, r in by_seed[row].items()}, {s: r.get(metric) for s, r in base.items()})
         table[row] = entry
     return table
+
+
+def fidelity_validity(cells: list[dict], tail) -> dict:
+    """Per tail class: the `real` row's label fidelity (the oracle's sensitivity on held-out
+    real images), the `vae` row's (on their round trips), and whether the judge can be read on
+    latent rows for that class (vae >= 0.8 x real). Means over seeds; {} without both rows."""
+    acc: dict = {"real": {}, "vae": {}}
+    for c in cells:
+        row = c["config"]["row"]
+        lf = c["results"].get("label_fidelity")
+        if row in acc and lf:
+            for cls, v in lf["per_class"].items():
+                if v.get("tail") is not None:
+                    acc[row].setdefault(cls, []).append(v["tail"])
+    if not acc["real"] or not acc["vae"]:
+        return {}
+    out = {}
+    for cls in tail:
+        r, v = acc["real"].get(cls), acc["vae"].get(cls)
+        if r and v:
+            r, v = float(np.mean(r)), float(np.mean(v))
+            out[cls] = {"real": r, "vae": v, "valid": v >= FIDELITY_KEEP * r}
+    return out
 
 
 def fmt(v, decimals: int) -> str:
@@ -73,14 +119,18 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
 
     cells = load_cells(out)
     table = aggregate(cells, rows, seeds)
+    tail = (cells[0]["config"].get("tail") if cells else None) or []
+    from ltbench.data.classes import TAIL_CLASSES
+
+    validity = fidelity_validity(cells, tail or TAIL_CLASSES)
     preset = (run_info or {}).get("preset", "?")
     paper = preset == "paper"
-    head = ["Row", "Seeds"] + [m[1] for m in METRICS]
+    head = ["Row", "Seeds"] + [m[1] for m in METRICS] + [p[1] for p in PAIRED]
     if paper:
         head += ["Paper: Avg Tail FID (Inception)", "Paper: Head mAP", "Paper: Tail mAP"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, e in table.items():
-        cols = [f"`{row}`", str(e["n_seeds"])] + [fmt(e[k], d) for k, _, _, d in METRICS]
+        cols = [f"`{row}`", str(e["n_seeds"])] + [fmt(e[k], d) for k, _, _, d in METRICS] + [fmt(e[k], 3) for k, _, _ in PAIRED]
         if paper:
             p = PAPER_TABLE1.get(row)
             cols += ["–" if p is None or p[1] is None else f"{p[1]:.3f}", "–" if p is None else f"{p[2]:.3f}", "–" if p is None else f"{p[3]:.3f}"]
@@ -94,13 +144,19 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         "",
         *lines,
         "",
-        "- FID is per tail class (generated images labelled with the class vs real images of the class), averaged over the tail classes, computed by torch-fidelity. "
-        "'Oracle features' is the domain feature space (the phantom oracle's penultimate layer); "
-        f"XRV (torchxrayvision DenseNet121 features, RoentGen's choice) and Inception are reported only when their weights files are on disk ('{NA_INCEPTION}' otherwise; '–': not computed by the code version that wrote the cell).",
-        "- Head/Tail mAP: DenseNet121 trained from scratch on train + generated images, one recipe and step budget for every row; sklearn average precision on the test split.",
-        "- Label fidelity: fraction of generated samples labelled with tail class c that the oracle scores positive for c, averaged over tail classes.",
-        "- Cost: UNet evaluations per generated sample (classifier-free guidance counts two) and generated samples per second, including the VAE decode, excluding the one-off fits (iterated learning, shared by the fsa-il rows).",
+        "- Floor and ceiling: `real` is held-out real images of each tail class, as many as every generator makes (its FID is what the sample size alone costs); `vae` is their autoencoder round trip, the best any latent-space row can reach. Read every generated row between them.",
+        "- FID, KID and precision/recall are per tail class (the samples generated FOR the class, the same count in every row, vs real images of the class), averaged over the tail classes, all from one torch-fidelity call per class; KID's subset size is the class's count. "
+        "'Oracle' is the domain feature space (the phantom oracle's penultimate layer); "
+        f"XRV (torchxrayvision DenseNet121 features, RoentGen's choice) and Inception are reported only when their weights files are on disk ('{NA_INCEPTION}' otherwise).",
+        "- Head/Tail mAP: DenseNet121 trained from scratch on train + generated images, one recipe and step budget for every row; sklearn average precision on the test split. "
+        "Within a seed every row starts from the same weights and sees the real images in the same order; Δ is the paired difference from `none` with its 95% paired t-interval.",
+        "- Label fidelity: fraction of the samples made for tail class c that the oracle calls positive for c (per-class threshold at a fixed false-positive rate on clean real images), averaged over tail classes.",
+        "- Cost: UNet evaluations per generated sample (classifier-free guidance counts two) and generated samples per second, including the VAE decode; the one-off fit (iterated learning + CAMs, shared by the fsa-il rows) and the time to the preset's samples per class (fit + generation).",
     ]
+    if validity:
+        void = [c for c, v in validity.items() if not v["valid"]]
+        per = "; ".join(f"{c} {v['real']:.2f} -> {v['vae']:.2f}" for c, v in validity.items())
+        notes.append(f"- Judge validity (label fidelity, real -> vae round trip): {per}. " + (f"Void for latent rows on: {', '.join(void)} (the autoencoder loses the finding for the judge)." if void else "The judge sees every tail finding through the autoencoder (vae >= 0.8 x real)."))
     orc = (run_info or {}).get("oracle") or {}
     if "head_map" in orc:
         notes.append(f"- The oracle (trained on {orc['trained']['config']['n_images']:,} other phantom images) on the same test split: head mAP {orc['head_map']:.3f}, tail mAP {orc['tail_map']:.3f} (`run.json`): the ceiling the benchmark's DenseNet121 is measured against.")
@@ -108,15 +164,16 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
 
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["row", "n_seeds"] + [f"{k}_{s}" for k, *_ in METRICS for s in ("mean", "lo", "hi")])
+    keys = [k for k, *_ in METRICS] + [k for k, *_ in PAIRED]
+    w.writerow(["row", "n_seeds"] + [f"{k}_{s}" for k in keys for s in ("mean", "lo", "hi")])
     for row, e in table.items():
         vals = []
-        for k, *_ in METRICS:
+        for k in keys:
             v = e[k]
-            vals += [v, "", ""] if isinstance(v, str) else [v["mean"], v["lo"], v["hi"]]
+            vals += [v, "", ""] if isinstance(v, str) else ["", "", ""] if v is None else [v["mean"], v["lo"], v["hi"]]
         w.writerow([row, e["n_seeds"]] + ["" if x is None else x for x in vals])
     atomic_write_text(os.path.join(out, "table1.csv"), buf.getvalue())
-    atomic_write_text(os.path.join(out, "table1.json"), json.dumps(table, indent=2) + "\n")
+    atomic_write_text(os.path.join(out, "table1.json"), json.dumps({"rows": table, "label_fidelity_validity": validity}, indent=2) + "\n")
     if table:
         plot_table(table, os.path.join(out, "figures", "table1.png"), title=f"Table 1 — preset {preset}")
     return table
@@ -128,18 +185,20 @@ def plot_table(table: dict, path: str, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(k, t) for k, t, _, _ in METRICS if k in ("fid_oracle", "head_map", "tail_map", "label_fidelity")]
+    panels = [(k, t) for k, t, _, _ in METRICS if k in ("fid_oracle", "kid_oracle", "label_fidelity")] + [(k, t) for k, t, _ in PAIRED]
     rows = list(table)
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.45 * len(rows) + 1.5), sharey=True)
     for ax, (k, t) in zip(np.atleast_1d(axes), panels):
         for i, r in enumerate(rows):
             v = table[r][k]
-            if isinstance(v, str) or v["mean"] is None:
+            if v is None or isinstance(v, str) or v["mean"] is None:
                 continue
             err = None if v["lo"] is None else [[v["mean"] - v["lo"]], [v["hi"] - v["mean"]]]
             ax.errorbar(v["mean"], i, xerr=err, fmt="o", color="C0" if r != "none" else "C3", capsize=3)
         base = table.get("none", {}).get(k)
-        if isinstance(base, dict) and base["mean"] is not None:
+        if k.startswith("d_"):
+            ax.axvline(0.0, color="C3", lw=0.8, ls="--")
+        elif isinstance(base, dict) and base["mean"] is not None:
             ax.axvline(base["mean"], color="C3", lw=0.8, ls="--")
         ax.set_title(t, fontsize=9)
         ax.grid(alpha=0.3)
@@ -151,8 +210,9 @@ def plot_table(table: dict, path: str, title: str = "") -> None:
     _save_fig(fig, path)
 
 
-def sample_grid(real_by_class: dict, images, labels, classes, tail, path: str, n: int = 6, title: str = "") -> None:
-    """One line per tail class: ``n`` real images of the class, then ``n`` generated ones."""
+def sample_grid(real_by_class: dict, images, targets, classes, tail, path: str, n: int = 6, title: str = "") -> None:
+    """One line per tail class: ``n`` real images of the class, then ``n`` generated for it
+    (``targets`` int[M]: the class index each sample was made for)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +220,7 @@ def sample_grid(real_by_class: dict, images, labels, classes, tail, path: str, n
 
     fig, axes = plt.subplots(len(tail), 2 * n, figsize=(2 * n * 0.9, len(tail) * 0.95 + 0.5), squeeze=False)
     for i, c in enumerate(tail):
-        gen = np.asarray(images)[np.flatnonzero(np.asarray(labels)[:, classes.index(c)] == 1)[:n]] if len(labels) else []
+        gen = np.asarray(images)[np.flatnonzero(np.asarray(targets) == classes.index(c))[:n]] if len(targets) else []
         real = real_by_class[c][:n]
         for j in range(2 * n):
             ax = axes[i, j]

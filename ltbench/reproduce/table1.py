@@ -29,14 +29,14 @@ from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES, TARG
 from ltbench.data.phantom import generate, make_labels
 from ltbench.data.phantom.render import RENDERER_VERSION
 from ltbench.eval.classifier import average_precisions, head_tail_map, predict, train_classifier
-from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, NA_XRV, ORACLE_EXTRACTOR, XRV_EXTRACTOR, inception_weights, tail_fid, xrv_weights
+from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, NA_XRV, ORACLE_EXTRACTOR, XRV_EXTRACTOR, inception_weights, tail_metrics, xrv_weights
 from ltbench.eval.fidelity import label_fidelity
 from ltbench.reproduce.presets import ALL_ROWS, Table1Preset
 from ltbench.reproduce.provenance import metadata
 from ltbench.utils.io import atomic_path, atomic_write_json, sha256_file
 
 log = logging.getLogger("ltbench.reproduce")
-SCHEMA = "ltbench.table1.cell/1"
+SCHEMA = "ltbench.table1.cell/2"
 
 
 class ConfigMismatch(ValueError):
@@ -59,6 +59,8 @@ def parse_row(row: str) -> dict:
         return {"method": "fsa-il", "k": int(k), "policy": policy or "union", "space": "latent"}
     if row == "smote-pixel":
         return {"method": "smote", "space": "pixel"}
+    if row in ("real", "vae"):
+        return {"method": row, "space": "pixel"}
     return {"method": row, "space": "pixel" if row in ("none", "oversample") else "latent"}
 
 
@@ -105,6 +107,7 @@ class Context:
         split = d["split"]
         self.x_train, self.y_train = d["images"][split == "train"], d["labels"][split == "train"]
         self.x_test, self.y_test = d["images"][split == "test"], d["labels"][split == "test"]
+        self.x_val, self.y_val = d["images"][split == "val"], d["labels"][split == "val"]
         self.timings["data_s"] = round(time.perf_counter() - t, 2)
         for c in self.tail:
             if self.y_train[:, self.classes.index(c)].sum() == 0:
@@ -123,7 +126,7 @@ class Context:
         if tuple(DATASETS[p.dataset].classes) != tuple(self.classes):
             raise ValueError(f"dataset {p.dataset!r} does not have Table 1's ten classes in order; use mimic-cxr-lt-paper or phantom")
         out_x, out_y, out_s = [], [], []
-        for split in ("train", "test"):
+        for split in ("train", "val", "test"):
             ds = open_dataset(p.dataset, p.data_root, split=split, image=ImageConfig(size=p.image_size, channels=1, on_error="skip"))
             idx = np.arange(len(ds))
             if split == "train" and p.train_sample and p.train_sample < len(ds):
@@ -204,6 +207,36 @@ class Context:
         d = np.load(path)
         return {c: d[_safe(c)] for c in self.tail}
 
+    def heldout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``real`` row: ``n_per_class`` held-out real images per tail class, in ``tail``
+        order, never in train, test or the FID reference. Returns (uint8 [M, H, W], labels
+        uint8 [M, K], targets int[M]: the tail class index each image stands for). On the
+        in-memory phantom, freshly rendered from ``heldout_seed``; on files, the val split
+        (a class with fewer val images gets all it has: the count is in the cell)."""
+        path = os.path.join(self.work, "heldout.npz")
+        p = self.preset
+        stamp = _stamp({**self.data_key(), "n": p.n_per_class, "seed": p.heldout_seed})
+        if not _cached(path, stamp):
+            if p.data_root is not None:
+                idx = [np.flatnonzero(self.y_val[:, self.classes.index(c)] == 1)[: p.n_per_class] for c in self.tail]
+                images, labels = self.x_val[np.concatenate(idx)], self.y_val[np.concatenate(idx)]
+            else:
+                rarest = min(TARGET_PREVALENCE[c] for c in self.tail)
+                cfg = dataclasses.replace(p.phantom, n=int(3 * len(self.tail) * p.n_per_class / rarest) + 1000, seed=p.heldout_seed, min_test_positives=0)
+                all_labels, _ = make_labels(cfg)
+                used, idx = set(), []
+                for c in self.tail:  # distinct images per class: an image of two tail classes stands for one
+                    cand = [i for i in np.flatnonzero(all_labels[:, self.classes.index(c)] == 1) if i not in used][: p.n_per_class]
+                    used.update(cand)
+                    idx.append(np.asarray(cand, np.int64))
+                d = generate(cfg, indices=np.concatenate(idx))
+                images, labels = d.images, d.labels
+            targets = np.concatenate([np.full(len(i), self.classes.index(c)) for c, i in zip(self.tail, idx)])
+            with atomic_path(path) as tmp:
+                np.savez(tmp, images=images, labels=labels, targets=targets, stamp=stamp)
+        d = np.load(path)
+        return d["images"], d["labels"], d["targets"]
+
     def il_fit(self):
         """One fsa-il fit (iterated learning + CAMs) on the train latents, shared by the
         fsa-il rows; cached in ``work/il`` and ``work/cams`` (IL resumes per generation)."""
@@ -219,9 +252,15 @@ class Context:
                         shutil.rmtree(il_dir)  # fitted on other latents or settings
             os.makedirs(il_dir, exist_ok=True)
             atomic_write_json(stamp_file, stamp)
+            seconds_file = os.path.join(il_dir, "fit_seconds.json")
+            fresh = not os.path.exists(seconds_file)
             fsa = make_augmenter("fsa-il", classes=self.classes, head=self.head, tail=self.tail, il=self.preset.il, work_dir=self.work, progress=self.progress).fit(z, self.y_train)
             self._il = (fsa.model_, fsa.cams_, fsa.scores_)
             self.timings["il_fit_s"] = round(time.perf_counter() - t, 2)
+            if fresh:  # the one-off cost of the fsa-il rows, kept when the fit is reused
+                atomic_write_json(seconds_file, {"il_and_cams_seconds": self.timings["il_fit_s"]})
+            with open(seconds_file) as f:
+                self.il_fit_seconds = json.load(f)["il_and_cams_seconds"]
         return self._il
 
 
@@ -281,9 +320,22 @@ def to_uint8_gray(x: torch.Tensor) -> np.ndarray:
 
 
 # ---- one cell ---------------------------------------------------------------------------
-def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Run the row's augmenter; returns (images uint8 [M, H, W], labels uint8 [M, K], cost)."""
+def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Run the row's augmenter; returns (images uint8 [M, H, W], labels uint8 [M, K], targets
+    int[M] = the tail class index each sample was made for, cost). Every augmenter makes
+    ``n_per_class`` samples per tail class, in ``tail`` order (the contract)."""
     p, spec = ctx.preset, parse_row(row)
+    if spec["method"] in ("real", "vae"):
+        images, labels, targets = ctx.heldout()
+        t = time.perf_counter()
+        if spec["method"] == "vae":
+            from ltbench.eval.roundtrip import round_trip
+
+            images = round_trip(ctx.prior, images, batch_size=ctx.vae_batch)
+        seconds = time.perf_counter() - t
+        cost = {"n_generated": len(images), "fit_seconds": 0.0, "generate_seconds": round(seconds, 3), "samples_per_s": round(len(images) / seconds, 3) if spec["method"] == "vae" and seconds > 0 else None, "unet_evals_per_sample": 0.0, "space": "pixel"}
+        cost["seconds_to_n_per_class"] = cost["generate_seconds"]
+        return images, labels.astype(np.uint8), targets, cost
     base = dict(classes=ctx.classes, head=ctx.head, tail=ctx.tail, n_per_class=p.n_per_class, seed=seed)
     if spec["method"] == "fsa-il":
         fusion = dataclasses.replace(p.fusion, n_per_class=p.n_per_class, refine_steps=spec["k"], label_policy=spec["policy"], seed=seed)
@@ -291,7 +343,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
         if spec["policy"] == "oracle":
             if ctx.oracle is None:
                 raise ValueError(f"row {row} needs an oracle")
-            oracle = lambda z: ctx.oracle.probs(to_uint8_gray(ctx.prior.decode(z)))  # noqa: E731
+            oracle = lambda z: ctx.oracle.positive(to_uint8_gray(ctx.prior.decode(z))).astype(np.float32)  # noqa: E731
         aug = make_augmenter("fsa-il", classes=ctx.classes, head=ctx.head, tail=ctx.tail, fusion=fusion, prior=ctx.prior, oracle=oracle, fitted=ctx.il_fit())
     elif spec["method"] == "t2i":
         aug = make_augmenter("t2i", prior=ctx.prior, steps=p.t2i_steps, guidance=p.t2i_guidance, **base)
@@ -307,14 +359,22 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
         images = to_uint8_gray(X_new) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
     seconds = time.perf_counter() - t
     n = len(images)
+    if n and n != p.n_per_class * len(ctx.tail):
+        raise AssertionError(f"{row} made {n} samples; the augmenter contract is n_per_class = {p.n_per_class} per tail class, in tail order")
+    targets = np.repeat([ctx.classes.index(c) for c in ctx.tail], p.n_per_class) if n else np.zeros(0, np.int64)
+    # one-off fit: the shared IL fit + CAMs for fsa-il (SMOTE's neighbour search runs inside
+    # its generation call, so it is in generate_seconds)
+    fit = float(getattr(ctx, "il_fit_seconds", 0.0)) if spec["method"] == "fsa-il" else 0.0
     cost = {
         "n_generated": n,
+        "fit_seconds": round(fit, 3),
         "generate_seconds": round(seconds, 3),
         "samples_per_s": round(n / seconds, 3) if n else None,
         "unet_evals_per_sample": round(cnt.rows / n, 2) if n else None,
+        "seconds_to_n_per_class": round(fit + seconds, 3),
         "space": spec["space"],
     }
-    return images, y_new.astype(np.uint8), cost
+    return images, y_new.astype(np.uint8), targets, cost
 
 
 def run_cell(ctx: Context, row: str, seed: int) -> dict:
@@ -323,32 +383,35 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
     stamp = _stamp(ctx.cell_config(row, seed))
     if _cached(gen_path, stamp):
         d = np.load(gen_path)
-        images, labels, cost = d["images"], d["labels"], json.loads(str(d["cost"]))
+        images, labels, targets, cost = d["images"], d["labels"], d["targets"], json.loads(str(d["cost"]))
     else:
-        images, labels, cost = generate_cell(ctx, row, seed)
+        images, labels, targets, cost = generate_cell(ctx, row, seed)
         with atomic_path(gen_path) as tmp:
-            np.savez(tmp, images=images, labels=labels, cost=json.dumps(cost), stamp=stamp)
+            np.savez(tmp, images=images, labels=labels, targets=targets, cost=json.dumps(cost), stamp=stamp)
     results: dict = {"cost": cost}
+    t = time.perf_counter()
     if len(images):
         ref = ctx.fid_reference()
-        fid = {}
+        # every metric sees exactly the samples made FOR each class (union labels add none)
+        by_class = {c: images[targets == ctx.classes.index(c)] for c in ctx.tail}
+        metrics = {}
         if ctx.oracle_file:
-            fid["oracle"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, ORACLE_EXTRACTOR, ctx.oracle_file)
+            metrics["oracle"] = tail_metrics(ref, by_class, ctx.tail, ORACLE_EXTRACTOR, ctx.oracle_file)
         w = inception_weights(p.inception_weights)
-        fid["inception"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, INCEPTION_EXTRACTOR, w) if w else NA_INCEPTION
+        metrics["inception"] = tail_metrics(ref, by_class, ctx.tail, INCEPTION_EXTRACTOR, w) if w else NA_INCEPTION
         xw = xrv_weights()
-        fid["xrv"] = tail_fid(ref, images, labels, ctx.classes, ctx.tail, XRV_EXTRACTOR, xw) if xw else NA_XRV
-        results["tail_fid"] = fid
-        results["label_fidelity"] = label_fidelity(ctx.oracle, images, labels, ctx.classes, ctx.tail) if ctx.oracle else None
-        results["generated_per_class"] = {c: int(labels[:, ctx.classes.index(c)].sum()) for c in ctx.classes}
+        metrics["xrv"] = tail_metrics(ref, by_class, ctx.tail, XRV_EXTRACTOR, xw) if xw else NA_XRV
+        results["tail_metrics"] = metrics
+        results["label_fidelity"] = label_fidelity(ctx.oracle, images, labels, ctx.classes, ctx.tail, targets=targets) if ctx.oracle else None
     else:
-        results["tail_fid"] = None
+        results["tail_metrics"] = None
         results["label_fidelity"] = None
-        results["generated_per_class"] = {c: 0 for c in ctx.classes}
+    results["generated_per_class"] = {c: int((targets == ctx.classes.index(c)).sum()) for c in ctx.tail}
+    results["metrics_seconds"] = round(time.perf_counter() - t, 2)
     x = np.concatenate([ctx.x_train, images]) if len(images) else ctx.x_train
     y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
     t = time.perf_counter()
-    net = train_classifier(x, y, p.classifier, seed=seed, device=str(ctx.prior.device) if p.device != "cpu" else "cpu", progress=ctx.progress, desc=f"densenet121 {row} s{seed}")
+    net = train_classifier(x, y, p.classifier, seed=seed, device=str(ctx.prior.device) if p.device != "cpu" else "cpu", progress=ctx.progress, desc=f"densenet121 {row} s{seed}", n_real=len(ctx.x_train))
     scores = predict(net, ctx.x_test, p.classifier, device=next(net.parameters()).device.type)
     ap = average_precisions(ctx.y_test, scores, ctx.classes)
     results.update(head_tail_map(ap, ctx.head, ctx.tail))
@@ -358,7 +421,7 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
     if seed == 0 and len(images):
         from ltbench.reproduce.report import sample_grid
 
-        sample_grid(ctx.fid_reference(), images, labels, ctx.classes, ctx.tail, os.path.join(ctx.out, "figures", f"samples-{row}.png"), title=f"{row}: real (left) vs generated (right)")
+        sample_grid(ctx.fid_reference(), images, targets, ctx.classes, ctx.tail, os.path.join(ctx.out, "figures", f"samples-{row}.png"), title=f"{row}: real (left) vs generated (right)")
     return {"schema": SCHEMA, "metadata": metadata(seed), "config": ctx.cell_config(row, seed), "results": results}
 
 
@@ -422,6 +485,9 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
             t = time.perf_counter()
             cell = run_cell(ctx, r, s)
             cell["results"]["cell_seconds"] = round(time.perf_counter() - t, 2)
+            res = cell["results"]
+            for stage, v in (("generate_s", res["cost"]["generate_seconds"]), ("metrics_s", res["metrics_seconds"]), ("classifier_s", res["classifier_seconds"])):
+                ctx.timings[stage] = round(ctx.timings.get(stage, 0.0) + v, 2)  # summed over this invocation's cells
             atomic_write_json(os.path.join(out, "cells", cell_key(r, s) + ".json"), cell)
             log.info("cell %s done in %.0fs", cell_key(r, s), time.perf_counter() - t)
             bar.update(1)
@@ -453,7 +519,7 @@ def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: floa
 
 
 METADATA_KEYS = ("git_sha", "utc_time", "versions", "device", "ops_backend", "seed")
-RESULT_KEYS = ("cost", "tail_fid", "label_fidelity", "head_map", "tail_map", "average_precision", "train_size")
+RESULT_KEYS = ("cost", "tail_metrics", "label_fidelity", "head_map", "tail_map", "average_precision", "train_size")
 
 
 def validate_cell(cell: dict, where: str = "cell") -> dict:
