@@ -1,4 +1,4 @@
-"""Fused ops vs their peers, side by side in one run (shared/spec/kernels.md):
+"""Fused ops vs their peers, side by side in one run (docs/kernels.md):
 (a) the literal eager formula, (b) the best eager rewrite, (c) torch.compile of the formula,
 (d) ours. Memory bandwidth (copy and triad) is measured in the same run and each result
 reports bytes moved / time as a fraction of it (``extra_info``). Every benchmark checks its

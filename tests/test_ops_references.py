@@ -1,4 +1,4 @@
-"""The method's ops as pure-PyTorch references: the contracts of shared/spec/kernels.md."""
+"""The method's ops as pure-PyTorch references: the contracts of docs/kernels.md."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """Class lists and label statistics of the paper's benchmark (MIMIC-CXR-LT, 10-class subset).
 
-Source: ``shared/spec/method.md``: MIMIC-CXR-LT 2023 train counts of 264,849 images."""
+Source: ``docs/method.md``: MIMIC-CXR-LT 2023 train counts of 264,849 images."""
 
 HEAD_CLASSES = ("Atelectasis", "Cardiomegaly", "Edema", "Lung Opacity", "Pleural Effusion")
 TAIL_CLASSES = (

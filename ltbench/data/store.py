@@ -82,13 +82,13 @@ class ShardWriter:
 
     def close(self) -> None:
         self.arr.flush()
-        del self.arr
+        self.arr = None  # drop the memmap (close and abort may both run: never `del` twice)
         with atomic_path(self.ok_path) as tmp:
             np.save(tmp, self.ok)
         self._ctx.__exit__(None, None, None)  # latents last: their presence marks the shard done
 
     def abort(self) -> None:
-        del self.arr
+        self.arr = None
         self._ctx.__exit__(RuntimeError, None, None)
 
 

@@ -6,7 +6,7 @@ teacher, a freshly initialised student with a new optimiser learns to imitate on
 drawn per position from the teacher's channel softmax (``ops.channel_sample``) under
 ``ops.imitation_bce``. Paper and authors' code differ on the reconstruction loss (MSE vs L1)
 and the weighting (lam vs a plain sum); both are options, defaults from
-``shared/spec/method.md``.
+``docs/method.md``.
 
 Each generation ends with a checkpoint; a killed run resumes after the last finished
 generation and ends with the same weights. Losses and validation mAP go to ``log.jsonl``

@@ -1,4 +1,4 @@
-"""Pure-PyTorch references of the method's ops (``shared/spec/kernels.md``).
+"""Pure-PyTorch references of the method's ops (``docs/kernels.md``).
 
 They are the fallback when ``ltbench._C`` is absent and the oracle of the kernel tests, and
 each mirrors what its kernel computes. Randomness is always an input (uniforms, masks), so

@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("experiment", choices=["table1"], help="experiment to run")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="smoke (CI, minutes), default (CXR-Phantom-LT on CPU, ~15 min on 2 cores), paper (MIMIC-CXR-LT + RoentGen, local paths, GPU)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (default: the preset's; default preset: 2)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (default: the preset's; default preset: 4)")
     p.add_argument("--rows", default=None, help=f"comma-separated rows (default: the preset's); available: {', '.join(ALL_ROWS)}")
     p.add_argument("--out", default=None, help="run folder (default: runs/table1-<preset>; the committed default run is results/table1-default)")
     p.add_argument("--data", default=None, help="paper preset: local MIMIC-CXR-LT folder")
@@ -42,8 +42,11 @@ def main(argv=None) -> int:
             print("python -m ltbench.reproduce: error: --seeds must be >= 1", file=sys.stderr)
             return 2
         changes["seeds"] = args.seeds
-    if args.rows:
+    if args.rows is not None:
         changes["rows"] = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+        if not changes["rows"]:
+            print(f"python -m ltbench.reproduce: error: --rows {args.rows!r} names no row", file=sys.stderr)
+            return 2
     for opt, field in (("data", "data_root"), ("prior", "prior"), ("oracle", "oracle"), ("inception_weights", "inception_weights"), ("device", "device")):
         if getattr(args, opt) is not None:
             changes[field] = getattr(args, opt)

@@ -1,5 +1,5 @@
 """Presets of ``python -m ltbench.reproduce table1``: one frozen config composing every stage's
-config (``shared/spec/evaluation.md``).
+config (``docs/evaluation.md``).
 
 * ``smoke``: a tiny phantom, every row, one seed: a CI check that the whole job runs (minutes;
   its numbers mean nothing).

@@ -444,8 +444,12 @@ def check_inputs(preset: Table1Preset) -> None:
         missing.append(f"--inception-weights {preset.inception_weights}: no such file")
     if missing:
         raise FileNotFoundError(f"the {preset.name!r} preset cannot run; missing:\n  - " + "\n  - ".join(missing))
+    if not preset.rows:
+        raise ValueError("no Table 1 row to run")
     for row in preset.rows:
-        parse_row(row)
+        spec = parse_row(row)
+        if spec.get("k", 0) > preset.fusion.refine_schedule:
+            raise ValueError(f"row {row}: {spec['k']} refinement steps exceed the {preset.fusion.refine_schedule}-step schedule they are taken from")
 
 
 def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
@@ -457,7 +461,10 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
 
     check_inputs(preset)
     t0 = time.perf_counter()
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file, not a folder")
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
+    load_cells(out)  # every cell already on disk must be readable before any expensive stage
     ctx = Context(preset, out, progress)
     cells = [(r, s) for r in preset.rows for s in range(preset.seeds)]
     done, todo = [], []

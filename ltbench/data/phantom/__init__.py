@@ -1,4 +1,4 @@
-"""CXR-Phantom-LT, the embedded default benchmark (``shared/spec/phantom.md``)."""
+"""CXR-Phantom-LT, the embedded default benchmark (``docs/phantom.md``)."""
 
 from ltbench.data.phantom.config import PhantomConfig
 from ltbench.data.phantom.generate import (

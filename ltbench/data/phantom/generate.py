@@ -1,6 +1,6 @@
 """CXR-Phantom-LT: labels, split, in-memory generation, and the on-disk dataset.
 
-See ``shared/spec/phantom.md``. The split is drawn by seed (``train_frac``/``val_frac``, test
+See ``docs/phantom.md``. The split is drawn by seed (``train_frac``/``val_frac``, test
 takes the rest). So that tail AP is defined, every class must be positive at least
 ``min_test_positives`` times in test: positives are first *moved* into test by swapping
 split assignments (labels untouched, prevalences exact); only when the whole sample has
