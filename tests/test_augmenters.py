@@ -14,19 +14,19 @@ N_PER = 3
 
 
 @pytest.fixture(scope="module")
-def data():
-    from ltbench.data.phantom import PhantomConfig, make_labels
-
-    labels, _ = make_labels(PhantomConfig(n=400, seed=3))
-    X = torch.randn(len(labels), 4, 16, 16, generator=torch.Generator().manual_seed(0))
-    return X, labels.astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
 def prior():
     from ltbench.prior.pipeline import load_prior
 
     return load_prior("phantom")
+
+
+@pytest.fixture(scope="module")
+def data(prior):
+    from ltbench.data.phantom import PhantomConfig, make_labels
+
+    labels, _ = make_labels(PhantomConfig(n=400, seed=3))
+    X = torch.randn(len(labels), *prior.latent_shape, generator=torch.Generator().manual_seed(0))  # latents of the shipped prior
+    return X, labels.astype(np.uint8)
 
 
 def _make(name, prior, tmp_path):

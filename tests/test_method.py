@@ -232,7 +232,7 @@ def test_cli_train_il_and_augment(tmp_path):
     assert "fsa-il@1" in r.stdout and "2 UNet evaluations per sample" in r.stdout
     df = pd.read_csv(os.path.join(out, "labels.csv"))
     assert len(df) == 4 and set(df[list(PAPER_CLASSES)].to_numpy().ravel()) <= {0, 1}
-    assert np.load(os.path.join(out, "latents.npy")).shape == (4, 4, 16, 16)
+    assert np.load(os.path.join(out, "latents.npy")).shape == (4, 8, 16, 16)  # the shipped prior: 8 latent channels
     assert df.groupby("tail_class").size().to_dict() == {"Fracture": 2, "Pneumothorax": 2}
     assert (df["Pneumothorax"][df["tail_class"] == "Pneumothorax"] == 1).all()
 
