@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ltbench.reproduce.__main__ import main
 
@@ -83,3 +84,41 @@ def test_cli_rows_error_is_one_line_at_the_process_level(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", "table1", "--preset", "smoke", "--rows", " , ", "--out", str(tmp_path / "o"), "--quiet"], capture_output=True, text=True)
     errors = [line for line in r.stderr.splitlines() if "error" in line]
     assert r.returncode == 2 and len(errors) == 1 and "names no row" in errors[0], r.stderr
+
+
+@pytest.mark.parametrize("ext", ["pgm", "tif"])
+def test_16_bit_images_opened_as_mode_I_are_scaled_by_bit_depth(tmp_path, ext):
+    """A dark 16-bit radiograph (max 199 of 65535) was divided by 255 because its values looked
+    8-bit: 257x too bright, and inconsistent with brighter images of the same dataset."""
+    from PIL import Image
+
+    from ltbench.data.images import read_image
+
+    a = (np.arange(64 * 64).reshape(64, 64) % 200).astype(np.int32)
+    path = str(tmp_path / f"x.{ext}")
+    Image.fromarray(a, mode="I").save(path)
+    assert Image.open(path).mode == "I"
+    x = read_image(path)
+    assert x.max() == pytest.approx(199 / 65535) and x.dtype == np.float32
+    bright = (a * 300).astype(np.int32)
+    Image.fromarray(bright, mode="I").save(path)
+    assert read_image(path).max() == pytest.approx(199 * 300 / 65535)  # same scale whatever the values
+
+
+@pytest.mark.parametrize("kw", [{"steps": -1}, {"steps": 0}, {"steps": 1001}, {"guidance": float("nan")}, {"guidance": -2.0}, {"guidance": 0.5}])
+def test_generation_refuses_what_would_run_silently_wrong(kw):
+    from ltbench.prior.pipeline import load_prior
+
+    prior = load_prior("phantom")
+    args = {"steps": 2, "guidance": 4.0, **kw}
+    with pytest.raises(ValueError, match="steps must be|guidance must be"):
+        prior.text_to_image(["Edema"], **args)
+    with pytest.raises(ValueError, match="steps must be|guidance must be"):
+        prior.refine(torch.zeros(1, *prior.latent_shape), ["Edema"], k=1, **args)
+
+
+def test_cli_generate_bad_steps_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prompt", "Edema", "--n", "1", "--steps", "-1", "--out", str(tmp_path / "g"), "--quiet"], capture_output=True, text=True)
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert r.returncode == 2 and len(errors) == 1 and "steps must be" in errors[0], r.stderr
+    assert not (tmp_path / "g").exists()

@@ -18,10 +18,16 @@ def read_image(path: str) -> np.ndarray:
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(im, dtype=np.float32) / 65535.0
-            if mode in ("I", "F"):
+            if mode == "I":  # how PIL opens 16-bit PGM and TIFF: scaled by the 16-bit depth, never guessed from the values
                 arr = np.asarray(im, dtype=np.float32)
-                hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
-                return np.clip(arr / hi, 0, 1)
+                if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                    raise ValueError(f"32-bit integer pixel values outside the 16-bit range [0, 65535] (min {arr.min():.0f}, max {arr.max():.0f})")
+                return arr / 65535.0
+            if mode == "F":  # floating point: must already be in [0, 1]
+                arr = np.asarray(im, dtype=np.float32)
+                if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
+                    raise ValueError("floating-point pixel values must be finite and in [0, 1]")
+                return arr
             if mode in ("1", "L", "P", "LA"):
                 return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
             return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0

@@ -107,6 +107,7 @@ class Prior:
         """Sample latents for ``prompts`` with the pipeline's own loop. -> Tensor[N, C, h, w] (fp32, cpu)."""
         from tqdm.auto import tqdm
 
+        self._check_schedule(steps, guidance)
         gen = self._gen(seed)
         c, s, _ = self.latent_shape
         out = []
@@ -118,12 +119,25 @@ class Prior:
             out.append(res.images.float().cpu())
         return torch.cat(out) if out else torch.zeros((0, c, s, s))
 
+    def _check_schedule(self, steps: int, guidance: float) -> None:
+        """Refuse what diffusers would run silently wrong: steps outside [1, the training
+        timesteps] (-1 used to write un-denoised noise), and guidance that is NaN, infinite or
+        below 1 (diffusers then skips classifier-free guidance without a word; 1 = unguided)."""
+        import math
+
+        n = int(self.pipe.scheduler.config.num_train_timesteps)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= n:
+            raise ValueError(f"steps must be an integer in [1, {n}], got {steps!r}")
+        if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 1:
+            raise ValueError(f"guidance must be a finite number >= 1 (1 = unguided), got {guidance!r}")
+
     @torch.no_grad()
     def refine(self, latents: torch.Tensor, prompts: list[str], k: int, steps: int = 75, guidance: float = 3.5, mode: str = "tail", seed=0, batch_size: int = 16) -> torch.Tensor:
         """Run the last ``k`` of ``steps`` timesteps on ``latents`` (Tensor[N, C, h, w], scaled),
         conditioned on ``prompts``. ``k = 0`` returns the input unchanged."""
         if mode not in ("tail", "sdedit"):
             raise ValueError(f"refine mode must be 'tail' or 'sdedit', got {mode!r}")
+        self._check_schedule(steps, guidance)
         if not 0 <= k <= steps:
             raise ValueError(f"k must be in [0, steps={steps}], got {k}")
         if latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:

@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce the paper's experiments. Runs the missing cells (row x seed), reuses finished ones (a killed run resumes), then renders table1.md, table1.csv and figures from the cell JSONs.",
     )
     p.add_argument("experiment", choices=["table1"], help="experiment to run")
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="smoke (CI, minutes), default (CXR-Phantom-LT on CPU, ~15 min on 2 cores), paper (MIMIC-CXR-LT + RoentGen, local paths, GPU)")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="smoke (CI, minutes), default (CXR-Phantom-LT on CPU, 4 seeds, about 26 min on 2 cores), paper (MIMIC-CXR-LT + RoentGen, local paths, GPU)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (default: the preset's; default preset: 4)")
     p.add_argument("--rows", default=None, help=f"comma-separated rows (default: the preset's); available: {', '.join(ALL_ROWS)}")
     p.add_argument("--out", default=None, help="run folder (default: runs/table1-<preset>; the committed default run is results/table1-default)")
