@@ -148,19 +148,25 @@ def inception_weights(path: str | None = None) -> str | None:
     return cached if os.path.isfile(cached) else None
 
 
-def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> float:
-    """FID between two uint8 image sets [N, H, W] in the given feature space, by
-    ``torch_fidelity.calculate_metrics``. ``weights``: the oracle file, or Inception's."""
-    import torch_fidelity
-
+def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what: str):
+    """Both image sets as torch-fidelity inputs, after the checks every metric shares."""
     register_extractors()
     if extractor == INCEPTION_EXTRACTOR and weights is None:
         raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
     channels = 3 if extractor == INCEPTION_EXTRACTOR else 1
     a, b = ImageTensorDataset(real, channels), ImageTensorDataset(fake, channels)
     for name, d in (("real", a), ("generated", b)):
-        if len(d) < 2:
-            raise ValueError(f"FID needs at least 2 {name} images, got {len(d)}")
+        if len(d) < at_least:
+            raise ValueError(f"{what} needs at least {at_least} {name} images, got {len(d)}")
+    return a, b
+
+
+def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> float:
+    """FID between two uint8 image sets [N, H, W] in the given feature space, by
+    ``torch_fidelity.calculate_metrics``. ``weights``: the oracle file, or Inception's."""
+    import torch_fidelity
+
+    a, b = _inputs(real, fake, extractor, weights, 2, "FID")
     out = torch_fidelity.calculate_metrics(
         input1=b, input2=a, fid=True, feature_extractor=extractor, feature_extractor_weights_path=weights,
         batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
@@ -182,14 +188,7 @@ def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights:
     Returns {"fid", "kid", "kid_std", "precision", "recall"}."""
     import torch_fidelity
 
-    register_extractors()
-    if extractor == INCEPTION_EXTRACTOR and weights is None:
-        raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
-    channels = 3 if extractor == INCEPTION_EXTRACTOR else 1
-    a, b = ImageTensorDataset(real, channels), ImageTensorDataset(fake, channels)
-    for name, d in (("real", a), ("generated", b)):
-        if len(d) < PRC_NEIGHBORHOOD + 2:
-            raise ValueError(f"FID/KID/PRC need at least {PRC_NEIGHBORHOOD + 2} {name} images, got {len(d)}")
+    a, b = _inputs(real, fake, extractor, weights, PRC_NEIGHBORHOOD + 2, "FID/KID/PRC")
     out = torch_fidelity.calculate_metrics(
         input1=b, input2=a, fid=True, kid=True, prc=True, kid_subset_size=min(len(a), len(b)), kid_subsets=KID_SUBSETS,
         prc_neighborhood=PRC_NEIGHBORHOOD, feature_extractor=extractor, feature_extractor_weights_path=weights,
@@ -223,16 +222,3 @@ def tail_metrics(real_by_class: dict, fake_by_class: dict, tail, extractor: str 
         vals = [v[m] for v in per.values() if v is not None]
         mean[m] = float(np.mean(vals)) if vals else None
     return {"per_class": per, "mean": mean}
-
-
-def tail_fid(real_by_class: dict, fake_images, fake_labels, classes, tail, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
-    """Per tail class c: FID(generated images labelled c, real images of c); and their mean.
-    Returns {"per_class": {c: fid or None}, "mean": float or None}; a class with fewer than
-    two generated or two real images gets None and the mean is over the others."""
-    fake_labels = np.asarray(fake_labels)
-    per = {}
-    for c in tail:
-        sel = np.flatnonzero(fake_labels[:, classes.index(c)] == 1) if len(fake_labels) else np.zeros(0, int)
-        per[c] = fid(real_by_class[c], np.asarray(fake_images)[sel], extractor, weights, batch_size) if len(sel) >= 2 and len(real_by_class[c]) >= 2 else None
-    vals = [v for v in per.values() if v is not None]
-    return {"per_class": per, "mean": float(np.mean(vals)) if vals else None}

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from ltbench.data.classes import TAIL_CLASSES
 from ltbench.eval.classifier import mean_interval, paired_interval
 from ltbench.eval.fid import NA_INCEPTION
 from ltbench.reproduce.presets import PAPER_TABLE1
@@ -119,10 +120,7 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
 
     cells = load_cells(out)
     table = aggregate(cells, rows, seeds)
-    tail = (cells[0]["config"].get("tail") if cells else None) or []
-    from ltbench.data.classes import TAIL_CLASSES
-
-    validity = fidelity_validity(cells, tail or TAIL_CLASSES)
+    validity = fidelity_validity(cells, TAIL_CLASSES)
     preset = (run_info or {}).get("preset", "?")
     paper = preset == "paper"
     head = ["Row", "Seeds"] + [m[1] for m in METRICS] + [p[1] for p in PAIRED]
