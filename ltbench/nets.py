@@ -57,6 +57,19 @@ def degrade(x: torch.Tensor, g: torch.Generator, max_blur: float = 1.2, max_nois
     return (x.clamp(0, 1) * 255).round() / 255
 
 
+def balanced_pos_weight(y: torch.Tensor, cap: float = 50.0) -> torch.Tensor:
+    """Class-balanced BCE weights float[K] = negatives / positives per class, capped so the
+    rarest class does not dominate (y Tensor[N, K] in {0, 1})."""
+    pos = y.sum(0).clamp_min(1)
+    return ((len(y) - pos) / pos).clamp(max=cap)
+
+
+def thresholds_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> np.ndarray:
+    """Per-class score threshold float[K] passing a share ``fpr`` of each class's real
+    negatives (scores, labels [N, K])."""
+    return np.array([np.quantile(scores[labels[:, k] == 0, k], 1.0 - fpr) for k in range(labels.shape[1])])
+
+
 def fit_multilabel(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 6, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, pos_weight: torch.Tensor | None = None, progress: bool = False, desc: str = "fit", augment: bool = False, max_blur: float = 1.2) -> nn.Module:
     """Train ``net`` on (x Tensor[N, ...], y Tensor[N, K] in {0,1}) with BCE-with-logits and
     Adam; seeded batch order. ``augment``: each batch goes through ``degrade`` (x Tensor[N, 1,

@@ -18,7 +18,7 @@ import torch
 
 from ltbench.data.classes import PAPER_CLASSES
 from ltbench.data.phantom import PhantomConfig, generate
-from ltbench.nets import SmallCNN, fit_multilabel, predict_proba
+from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 from ltbench.utils.io import atomic_path, atomic_write_json
 
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "phantom_oracle")
@@ -86,12 +86,11 @@ def train_oracle(cfg: OracleConfig, out: str, size: int = 64, eval_phantom: Phan
     x = torch.from_numpy(data.images)[:, None].float() / 255
     y = torch.from_numpy(data.labels).float()
     torch.manual_seed(cfg.seed)
-    pos = y.sum(0).clamp_min(1)
-    pos_weight = ((len(y) - pos) / pos).clamp(max=cfg.max_pos_weight)
+    pos_weight = balanced_pos_weight(y, cfg.max_pos_weight)
     net = SmallCNN(1, len(PAPER_CLASSES), cfg.width)
     fit_multilabel(net, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, pos_weight=pos_weight, progress=progress, desc="oracle", augment=cfg.augment, max_blur=cfg.max_blur)
     cal = generate(PhantomConfig(n=cfg.n_calibration, seed=cfg.phantom_seed + 1, size=size, min_test_positives=0))
-    thresholds = calibrate_thresholds(Oracle(net, PAPER_CLASSES, size, {}).probs(cal.images), cal.labels, cfg.fpr)
+    thresholds = thresholds_at_fpr(Oracle(net, PAPER_CLASSES, size, {}).probs(cal.images), cal.labels, cfg.fpr)
     oracle = Oracle(net, PAPER_CLASSES, size, dataclasses.asdict(cfg), thresholds)
     test = generate(dataclasses.replace(eval_phantom, size=size))
     keep = test.split == "test"
@@ -118,10 +117,6 @@ def load_oracle(path: str = "phantom") -> Oracle:
     thr = state.get("thresholds")
     return Oracle(net, state["classes"], state["size"], state["config"], None if thr is None else thr.numpy())
 
-
-def calibrate_thresholds(scores: np.ndarray, labels: np.ndarray, fpr: float) -> np.ndarray:
-    """Per-class threshold float[K] passing a share ``fpr`` of the real negatives of each class."""
-    return np.array([np.quantile(scores[labels[:, k] == 0, k], 1.0 - fpr) for k in range(labels.shape[1])])
 
 
 def oracle_file(path: str = "phantom") -> str:

@@ -21,7 +21,7 @@ import torch
 
 from ltbench.data.classes import PAPER_CLASSES, TARGET_PREVALENCE
 from ltbench.data.phantom import PhantomConfig, generate, make_labels
-from ltbench.nets import SmallCNN, fit_multilabel, predict_proba
+from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,12 @@ def train_judge(cfg: QualityConfig, size: int):
     x = torch.from_numpy(d.images).float()[:, None] / 255
     y = torch.from_numpy(d.labels).float()
     torch.manual_seed(cfg.seed)
-    pos = y.sum(0).clamp_min(1)
-    pos_weight = ((len(y) - pos) / pos).clamp(max=50.0)  # rare classes must be learned too
-    # degraded copies in training (as the oracle's): a judge of decoded images must not read texture
-    return fit_multilabel(SmallCNN(1, len(PAPER_CLASSES)), x, y, epochs=cfg.judge_epochs, seed=cfg.seed, pos_weight=pos_weight, augment=True, max_blur=0.8)
+    # class-balanced (rare classes must be learned too), on degraded copies like the oracle's:
+    # a judge of decoded images must not read texture
+    return fit_multilabel(SmallCNN(1, len(PAPER_CLASSES)), x, y, epochs=cfg.judge_epochs, seed=cfg.seed, pos_weight=balanced_pos_weight(y), augment=True, max_blur=0.8)
 
 
-def judge_thresholds(scores: np.ndarray, labels: np.ndarray, fpr: float) -> np.ndarray:
-    """Per-class score threshold passing a fraction ``fpr`` of real negatives: float[K]."""
-    return np.array([np.quantile(scores[labels[:, k] == 0, k], 1.0 - fpr) for k in range(labels.shape[1])])
+judge_thresholds = thresholds_at_fpr  # per-class threshold passing ``judge_fpr`` of real negatives
 
 
 def evaluate_prior(prior, cfg: QualityConfig = QualityConfig(), progress: bool = True) -> dict:

@@ -62,13 +62,12 @@ PRESETS = {"phantom": PriorTrainConfig()}
 def train_perceptual_net(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int) -> torch.nn.Module:
     """A SmallCNN trained to find the ten findings on the prior's own sample, with the judges'
     degradations; its layers are the VAE's perceptual space. Frozen, eval mode."""
-    from ltbench.nets import SmallCNN, fit_multilabel
+    from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel
 
     x = torch.from_numpy(images).float()[:, None] / 255
     y = torch.from_numpy(labels).float()
     torch.manual_seed(seed)
-    pos = y.sum(0).clamp_min(1)
-    net = fit_multilabel(SmallCNN(1, y.shape[1], 16), x, y, epochs=epochs, seed=seed, pos_weight=((len(y) - pos) / pos).clamp(max=50.0), augment=True, max_blur=0.8)
+    net = fit_multilabel(SmallCNN(1, y.shape[1], 16), x, y, epochs=epochs, seed=seed, pos_weight=balanced_pos_weight(y), augment=True, max_blur=0.8)
     return net.eval().requires_grad_(False)
 
 
