@@ -12,10 +12,17 @@ Environment switches (read at build time):
 * ``TORCH_CUDA_ARCH_LIST`` - target architectures; when unset and no GPU is visible we
   default to a short list of current data-centre and workstation parts instead of
   torch's long default, to keep the build quick.
+* ``LTBENCH_NATIVE=1`` - compile the CPU kernels with ``-march=native`` (the build machine's
+  full instruction set, e.g. AVX-512). Off by default: an extension built that way dies with
+  an illegal instruction on an older node that shares the environment. The default build is
+  portable and still fast: on x86-64 every CPU kernel is compiled twice, for the baseline and
+  for AVX2 + FMA, and the AVX2 copy is chosen at run time where the CPU has it
+  (``csrc/common/cpu_isa.h``; ``LTBENCH_CPU_ISA=base`` forces the baseline).
 """
 
 import glob
 import os
+import platform
 import shutil
 import sysconfig
 
@@ -55,7 +62,7 @@ def _extensions():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
-    cpp_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*/*_cpu.cpp"))
+    cpp_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*/*_cpu.cpp") + glob.glob("csrc/ops/*/*_cpu_*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/ops/*/*_cuda.cu"))
     have_nvcc = CUDA_HOME is not None and shutil.which(os.path.join(CUDA_HOME, "bin", "nvcc") if CUDA_HOME else "nvcc")
     use_cuda = _truthy("FORCE_CUDA") or (bool(have_nvcc) and torch.version.cuda is not None and torch.cuda.is_available())
@@ -64,10 +71,11 @@ def _extensions():
 
     include_dirs = [os.path.join(ROOT, "csrc")]
     cxx_flags = ["-O3"]  # the C++ standard comes from torch (C++20 for torch >= 2.10)
-    if os.environ.get("LTBENCH_NATIVE", "1") != "0":
-        # The CPU kernels are vectorised by the compiler; -march=native is safe because the
-        # extension is always built on the machine that runs it (pip install from source).
+    define_macros = []
+    if _truthy("LTBENCH_NATIVE"):
         cxx_flags.append("-march=native")
+    elif platform.machine().lower() in ("x86_64", "amd64"):
+        define_macros.append(("LTBENCH_AVX2_KERNELS", None))
     # OpenMP parallelises the CPU loops (torch's at::parallel_for uses it too).
     cxx_flags.append("-fopenmp")
     # no errno from libm: lets the compiler call the vectorised exp/log of glibc's libmvec.
@@ -76,7 +84,10 @@ def _extensions():
     # 4.3x, imitation_bce 2.5x slower).
     # The kernels never read the FP exception flags, so nothing observable changes.
     cxx_flags += ["-fno-math-errno", "-fno-trapping-math"]
-    define_macros = []
+    # No contraction of a * b + c into one FMA: the baseline, AVX2 and CUDA builds then round
+    # every operation of the shared math the same way, so all give the same bits.
+    cxx_flags.append("-ffp-contract=off")
+    nvcc_flags = ["-O3", "--fmad=false"]
     if use_cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
@@ -89,7 +100,7 @@ def _extensions():
             include_dirs=include_dirs,
             library_dirs=library_dirs,
             define_macros=define_macros,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
             extra_link_args=["-fopenmp"],
         )
         print(f"ltbench: building CPU + CUDA kernels (arch {os.environ.get('TORCH_CUDA_ARCH_LIST', 'auto')})")

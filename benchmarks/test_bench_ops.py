@@ -47,7 +47,13 @@ def bandwidth():
     return {"copy_GBps": copy / 1e9, "triad_GBps": triad / 1e9}
 
 
-def run(benchmark, fn, bytes_moved, bandwidth, **info):
+def run(benchmark, fn, bandwidth, compulsory, real, peer_note, **info):
+    """Times fn (min of 5, synchronised) and records, beside the time: ``compulsory_bytes`` (what
+    any implementation must read and write: the inputs once, the output once; the same for
+    every peer of an op), ``real_bytes`` (this implementation's own traffic, counted per pass
+    over memory from what it does; approximate for eager chains), the bandwidths of both, and
+    ``does`` (what this peer computes beyond or short of the op)."""
+
     def call():
         out = fn()
         sync()
@@ -55,16 +61,56 @@ def run(benchmark, fn, bytes_moved, bandwidth, **info):
 
     out = benchmark.pedantic(call, rounds=5, iterations=1, warmup_rounds=1)
     secs = benchmark.stats.stats.min
-    gbps = bytes_moved / secs / 1e9
-    benchmark.extra_info.update(device=DEVICE, dtype="float32", GBps=round(gbps, 2), frac_triad=round(gbps / bandwidth["triad_GBps"], 3), frac_copy=round(gbps / bandwidth["copy_GBps"], 3), **{k: round(v, 2) for k, v in bandwidth.items()}, **info)
+    gbps = compulsory / secs / 1e9
+    benchmark.extra_info.update(
+        device=DEVICE,
+        cpu_isa=ops.cpu_isa(),
+        dtype="float32",
+        compulsory_bytes=int(compulsory),
+        real_bytes=int(real),
+        GBps=round(gbps, 2),
+        real_GBps=round(real / secs / 1e9, 2),
+        frac_triad=round(gbps / bandwidth["triad_GBps"], 3),
+        frac_copy=round(gbps / bandwidth["copy_GBps"], 3),
+        does=peer_note,
+        **{k: round(v, 2) for k, v in bandwidth.items()},
+        **info,
+    )
     return out
 
 
 # ---- mask_fuse ------------------------------------------------------------------------------
 
-# d-ltbench-out writes into a preallocated output like b-where does; d-ltbench allocates its
-# result like a-formula and c-compiled (on CPU a fresh 64 MiB result costs its page faults).
+# Everything goes through the public boundary (ltbench.ops.*), as a user calls it. d-ltbench-out
+# writes into a preallocated output as b-where does; d-ltbench allocates its result as a-formula
+# and c-compiled do (on CPU a fresh 64 MiB result costs its page faults).
 FUSE_IMPLS = ["a-formula", "b-where", "c-compiled", "d-ltbench", "d-ltbench-out"]
+
+
+def fuse_bytes(impl, n, m):
+    """(compulsory, real) bytes for n fp32 elements of z and m pixels of each bool mask."""
+    compulsory = 3 * 4 * n + 3 * m  # read z_t, z_h, three masks; write z_f
+    real = {
+        # Eq. 8-12 term by term: masks cast to float, then 9 full-size elementwise products/sums,
+        # each reading one or two N-tensors and writing one (8 + 8 + 12 + 8 + 8 + 8 + 8 + 12 + 12 = 84 B/element)
+        "a-formula": 84 * n + 3 * 5 * m,
+        # pick = where(ms != mg, ms, mr) (a few mask passes), then one select into `out`
+        "b-where": 12 * n + 8 * m,
+        # inductor fuses the formula into one loop: the compulsory traffic
+        "c-compiled": compulsory,
+        "d-ltbench": compulsory,
+        "d-ltbench-out": compulsory,
+    }[impl]
+    return compulsory, real
+
+
+FUSE_NOTES = {
+    "a-formula": "Eq. 7-12 literally (ops.mask_fuse_formula); allocates every intermediate",
+    "b-where": "torch.where(pick, z_t, z_h, out=out): the best eager rewrite, into a preallocated output; not differentiable with out=",
+    "c-compiled": "torch.compile(ops.mask_fuse_formula), allocating its result",
+    "d-ltbench": "ops.mask_fuse, allocating its result; differentiable",
+    "d-ltbench-out": "ops.mask_fuse(..., out=out) into a preallocated output",
+}
 
 
 @pytest.fixture(scope="module")
@@ -90,22 +136,42 @@ def test_ops_mask_fuse(benchmark, bandwidth, compiled_formula, B, impl):
         compiled_formula(zt, zh, ms, mg, mr)  # compile outside the timing
         fn = lambda: compiled_formula(zt, zh, ms, mg, mr)  # noqa: E731
     elif impl == "d-ltbench":
-        fn = lambda: torch.ops.ltbench.mask_fuse(zt, zh, ms, mg, mr)  # noqa: E731
+        fn = lambda: ops.mask_fuse(zt, zh, ms, mg, mr)  # noqa: E731
     else:
-        def fn():
-            torch.ops.ltbench.mask_fuse.out(zt, zh, ms, mg, mr, out=out)
-            return out
-    res = run(benchmark, fn, 3 * zt.numel() * 4 + 3 * ms.numel(), bandwidth, op="mask_fuse", impl=impl, B=B)
-    assert torch.equal(res, ops.mask_fuse_reference(zt, zh, ms, mg, mr))
+        fn = lambda: ops.mask_fuse(zt, zh, ms, mg, mr, out=out)  # noqa: E731
+    compulsory, real = fuse_bytes(impl, zt.numel(), ms.numel())
+    res = run(benchmark, fn, bandwidth, compulsory, real, FUSE_NOTES[impl], op="mask_fuse", impl=impl, B=B)
+    assert torch.equal(res, ops.mask_fuse_reference(zt, zh, ms, mg, mr))  # the timed result itself
 
 
 # ---- channel_sample -------------------------------------------------------------------------
 
-SAMPLE_IMPLS = ["a-softmax-multinomial-onehot", "b-inverse-cdf", "c-compiled-gumbel", "d-ltbench"]
+SAMPLE_IMPLS = ["a-softmax-multinomial-onehot", "b-inverse-cdf", "c-compiled-inverse-cdf", "c-compiled-gumbel", "d-ltbench"]
+
+SAMPLE_NOTES = {
+    "a-softmax-multinomial-onehot": "what the authors' imitation step does: probabilities, torch.multinomial per pixel, and a one-hot target (ltbench never builds the one-hot)",
+    "b-inverse-cdf": "ops.channel_sample_reference: the same draw as ltbench (one uniform per pixel), eager",
+    "c-compiled-inverse-cdf": "torch.compile of the same reference: the like-for-like compiled peer (one uniform per pixel)",
+    "c-compiled-gumbel": "compiled Gumbel-max argmax(l - log(-log(e))): another sampler, needing C uniforms per pixel (B*C*H*W, drawn outside the timing)",
+    "d-ltbench": "ops.channel_sample: one uniform per pixel, two passes over each pixel's logits in cache",
+}
 
 
-def _gumbel_max(logits, g):
-    return torch.argmax(logits + g, dim=1)
+def sample_bytes(impl, n, p):
+    """(compulsory, real) bytes: n fp32 logits, p pixels (one fp32 uniform, one int64 index each)."""
+    compulsory = 4 * n + 4 * p + 8 * p
+    real = {
+        # softmax (r+w), permute+reshape copy (r+w), multinomial (reads p), one_hot int64 (w 8),
+        # permute + float (r 8 + w 4): 4+4+4+4+4+8+8+4 = 40 B per logit
+        "a-softmax-multinomial-onehot": 40 * n + 8 * p,
+        # softmax (r+w), cumsum (r+w), compare with u (r 4, w 1), not (1+1), sum (r 1), p > 0
+        # (r 4 w 1), flip (1+1), int (1+4), argmax (r 4): about 35 B per logit
+        "b-inverse-cdf": 35 * n + 4 * p + 24 * p,
+        "c-compiled-inverse-cdf": compulsory,
+        "c-compiled-gumbel": 8 * n + 8 * p,  # logits and one uniform per logit, index out
+        "d-ltbench": compulsory,
+    }[impl]
+    return compulsory, real
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +179,14 @@ def compiled_gumbel():
     return torch.compile(lambda logits, e: torch.argmax(logits - torch.log(-torch.log(e)), dim=1))
 
 
+@pytest.fixture(scope="module")
+def compiled_inverse_cdf():
+    return torch.compile(ops.channel_sample_reference)
+
+
 @pytest.mark.parametrize("impl", SAMPLE_IMPLS)
 @pytest.mark.parametrize("B", BATCHES)
-def test_ops_channel_sample(benchmark, bandwidth, compiled_gumbel, B, impl):
+def test_ops_channel_sample(benchmark, bandwidth, compiled_gumbel, compiled_inverse_cdf, B, impl):
     if impl == "d-ltbench" and not HAVE_FUSED:
         pytest.skip("extension not built")
     benchmark.group = f"channel_sample B={B} C={C} {HW}x{HW}"
@@ -123,32 +194,57 @@ def test_ops_channel_sample(benchmark, bandwidth, compiled_gumbel, B, impl):
     logits = torch.randn(B, C, HW, HW, generator=g).to(DEVICE)
     u = torch.rand(B, HW, HW, generator=g).to(DEVICE)
     if impl == "a-softmax-multinomial-onehot":
-        def fn():  # what the authors' imitation step does: probabilities, a draw, a one-hot target
+        def fn():
             p = torch.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, C)
             idx = torch.multinomial(p, 1).view(B, HW, HW)
             return F.one_hot(idx, C).permute(0, 3, 1, 2).float(), idx
     elif impl == "b-inverse-cdf":
         fn = lambda: (None, ops.channel_sample_reference(logits, u))  # noqa: E731
+    elif impl == "c-compiled-inverse-cdf":
+        compiled_inverse_cdf(logits, u)
+        fn = lambda: (None, compiled_inverse_cdf(logits, u))  # noqa: E731
     elif impl == "c-compiled-gumbel":
-        e = torch.rand(B, C, HW, HW, generator=g).to(DEVICE).clamp_min(1e-12)  # a uniform per channel
+        e = torch.rand(B, C, HW, HW, generator=g).to(DEVICE).clamp_min(1e-12)
         compiled_gumbel(logits, e)
         fn = lambda: (None, compiled_gumbel(logits, e))  # noqa: E731
     else:
-        fn = lambda: (None, torch.ops.ltbench.channel_sample(logits, u))  # noqa: E731
-    _, idx = run(benchmark, fn, logits.numel() * 4 + u.numel() * 4 + idx_bytes(B), bandwidth, op="channel_sample", impl=impl, B=B)
-    assert idx.shape == (B, HW, HW) and idx.min() >= 0 and idx.max() < C
-    if impl in ("b-inverse-cdf", "d-ltbench"):
-        ref = ops.channel_sample_reference(logits, u)
-        assert (idx != ref).float().mean() < 1e-3
-
-
-def idx_bytes(B):
-    return B * HW * HW * 8
+        fn = lambda: (None, ops.channel_sample(logits, u))  # noqa: E731
+    compulsory, real = sample_bytes(impl, logits.numel(), u.numel())
+    _, idx = run(benchmark, fn, bandwidth, compulsory, real, SAMPLE_NOTES[impl], op="channel_sample", impl=impl, B=B)
+    assert idx.shape == (B, HW, HW) and idx.dtype == torch.int64 and idx.min() >= 0 and idx.max() < C
+    if impl in ("b-inverse-cdf", "c-compiled-inverse-cdf", "d-ltbench"):  # the same draw: equal up to float rounding at CDF steps
+        assert (idx != ops.channel_sample_reference(logits, u)).float().mean() < 1e-3
+    else:  # other samplers: the draws' channel frequencies follow softmax(logits)
+        freq = torch.bincount(idx.flatten(), minlength=C).float() / idx.numel()
+        expected = torch.softmax(logits, 1).mean((0, 2, 3))
+        assert (freq - expected).abs().max() < 0.01
 
 
 # ---- imitation_bce forward + backward ---------------------------------------------------------
 
 BCE_IMPLS = ["a-eager-autograd", "b-logsoftmax-rewrite", "c-compiled", "d-ltbench"]
+
+BCE_NOTES = {
+    "a-eager-autograd": "BCELoss(softmax(l), one_hot(k)) with autograd: materialises p and a float one-hot",
+    "b-logsoftmax-rewrite": "log_softmax, log1p(-p) and gather: no one-hot, more passes",
+    "c-compiled": "torch.compile of the literal loss, forward and backward",
+    "d-ltbench": "ops.imitation_bce (forward and backward kernels; the softmax recomputed in the backward instead of saved)",
+}
+
+
+def bce_bytes(impl, n, p):
+    """(compulsory, real) bytes, forward + backward: n fp32 logits, p pixels (int64 index)."""
+    compulsory = 4 * n + 8 * p + 4 * n + 8 * p + 4 * n  # fwd reads l, k; bwd reads l, k, writes dl
+    real = {
+        # fwd: softmax (r+w 8), one_hot int64 (w 8), permute+to float (r 8 w 4), BCE (r 8);
+        # bwd: BCE grad (r 8 w 4), softmax backward (r 8 w 4), grad accumulate (w 4): 72 B per logit
+        "a-eager-autograd": 72 * n + 16 * p,
+        # log_softmax (8), exp (8), clamp (8), log1p (8), gathers, clamps, sums (~16); backward about as much again
+        "b-logsoftmax-rewrite": 100 * n + 16 * p,
+        "c-compiled": compulsory + 8 * n,  # inductor saves p (or the log-softmax) for the backward
+        "d-ltbench": compulsory,
+    }[impl]
+    return compulsory, real
 
 
 def _literal(logits, idx):
@@ -169,9 +265,27 @@ def compiled_literal():
     return torch.compile(_literal)
 
 
+@pytest.fixture(scope="module")
+def bce_expected():
+    """The literal loss and its gradient in float64 for each batch size: what every timed
+    result is checked against."""
+    cache = {}
+
+    def get(base, idx):
+        key = base.shape[0]
+        if key not in cache:
+            x = base.double().requires_grad_(True)
+            loss = _literal(x, idx)
+            loss.backward()
+            cache[key] = (loss.detach(), x.grad)
+        return cache[key]
+
+    return get
+
+
 @pytest.mark.parametrize("impl", BCE_IMPLS)
 @pytest.mark.parametrize("B", BATCHES)
-def test_ops_imitation_bce(benchmark, bandwidth, compiled_literal, B, impl):
+def test_ops_imitation_bce(benchmark, bandwidth, compiled_literal, bce_expected, B, impl):
     if impl == "d-ltbench" and not HAVE_FUSED:
         pytest.skip("extension not built")
     benchmark.group = f"imitation_bce fwd+bwd B={B} C={C} {HW}x{HW}"
@@ -188,11 +302,9 @@ def test_ops_imitation_bce(benchmark, bandwidth, compiled_literal, B, impl):
         loss.backward()
         return loss.detach(), x.grad
 
-    loss, grad = run(benchmark, fn, 3 * base.numel() * 4 + idx.numel() * 8, bandwidth, op="imitation_bce", impl=impl, B=B)
-    ref_x = base[:2].clone().requires_grad_(True)
-    ref = _literal(ref_x, idx[:2])
-    ref.backward()
-    x2 = base[:2].clone().requires_grad_(True)
-    f(x2, idx[:2]).backward()
-    torch.testing.assert_close(x2.grad, ref_x.grad, rtol=1e-3, atol=1e-9)
-    assert torch.isfinite(loss) and grad.shape == base.shape
+    compulsory, real = bce_bytes(impl, base.numel(), idx.numel())
+    loss, grad = run(benchmark, fn, bandwidth, compulsory, real, BCE_NOTES[impl], op="imitation_bce", impl=impl, B=B)
+    # the timed loss and gradient themselves, against float64
+    ref_loss, ref_grad = bce_expected(base, idx)
+    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-3, atol=1e-11)

@@ -4,6 +4,10 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <string>
+
+#include "common/cpu_isa.h"
+
 extern "C" {
 // Importing ltbench._C runs the static registrations below; the module itself is empty.
 PyObject* PyInit__C(void) {
@@ -13,9 +17,11 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(ltbench, m) {
-  // Build probe: out = x * alpha. Exercises the CPU and CUDA build and dispatch paths
-  // until the method's fused ops land (issue: fused C++/CUDA ops).
+  // Build probe: out = x * alpha. The smallest op through the CPU and CUDA build and dispatch
+  // paths; a failing build shows up here first.
   m.def("probe_scale(Tensor x, float alpha) -> Tensor");
+  // Which copy of the CPU kernels runs here: "avx2" or "base" (common/cpu_isa.h).
+  m.def("cpu_isa() -> str", []() { return std::string(ltbench::cpu_isa_name()); });
   // Inverse-CDF draw from softmax over channels: logits [B,C,H,W], uniforms [B,H,W] -> int64 [B,H,W].
   m.def("channel_sample(Tensor logits, Tensor u) -> Tensor");
   // Imitation loss (Eq. 2): mean BCE(softmax(logits), one_hot(idx)); its backward is its own op.

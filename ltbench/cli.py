@@ -294,7 +294,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
         # Expected failures (bad paths, columns, settings) end in one clear line, not a traceback.
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ltbench {args.command}: error: {msg}", file=sys.stderr)

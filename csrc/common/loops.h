@@ -1,13 +1,9 @@
 // Shared helpers of the CPU and CUDA kernels.
 #pragma once
 
-#ifdef __CUDACC__
-#define LTB_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define LTB_HOST_DEVICE inline __attribute__((always_inline))  // inlined, so simd loops calling it vectorise
-#endif
-
 #include <ATen/ATen.h>
+
+#include "common/host_device.h"
 
 // "#pragma omp simd" spelled so it may appear inside macro arguments (AT_DISPATCH lambdas).
 #define LTB_SIMD _Pragma("omp simd")

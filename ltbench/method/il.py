@@ -137,6 +137,18 @@ def _checkpoint_path(out: str, g: int) -> str:
     return os.path.join(out, "checkpoints", f"gen-{g:03d}.pt")
 
 
+class ILDivergedError(RuntimeError):
+    """A loss of the IL fit became NaN or infinite (a learning rate too high, bad latents)."""
+
+
+def _check_finite(loss: torch.Tensor, what: str, generation: int, out: str) -> None:
+    if not bool(torch.isfinite(loss.detach())):
+        raise ILDivergedError(
+            f"iterated learning diverged: the {what} loss is {float(loss.detach())} in generation {generation} "
+            f"(checkpoints of the finished generations are in {out}/checkpoints; lower --lr or check the latents for NaN)"
+        )
+
+
 def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILModel:
     """Iterated learning on ``train`` (items ``(z, y, row)``), validated on ``val``.
     Writes ``out/checkpoints/gen-NNN.pt``, ``out/log.jsonl``, ``out/config.json`` and
@@ -191,6 +203,7 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
                 l_r = _recon(cfg, zr, z)
                 l_c = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
                 loss = cfg.lam * l_r + (1 - cfg.lam) * l_c
+                _check_finite(loss, "interaction", g, out)
                 opt_s.zero_grad(set_to_none=True)
                 opt_dc.zero_grad(set_to_none=True)
                 loss.backward()
@@ -214,6 +227,7 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
                         u = torch.rand(t_logits.shape[0], *t_logits.shape[2:], generator=gen)
                         idx = ops.channel_sample(t_logits, u)
                     loss = ops.imitation_bce(model.student(z), idx)
+                    _check_finite(loss, "imitation", g, out)
                     opt_s.zero_grad(set_to_none=True)
                     loss.backward()
                     opt_s.step()

@@ -1,7 +1,7 @@
 """Tensor ops of the method, with fused C++/CUDA kernels when ``ltbench._C`` provides them
 and pure-PyTorch references otherwise. This layer imports nothing else of ltbench."""
 
-from ltbench.ops._backend import backend, extension_available
+from ltbench.ops._backend import backend, cpu_isa, extension_available
 from ltbench.ops.method_ops import channel_sample, imitation_bce, mask_fuse
 from ltbench.ops.probe import probe_scale, probe_scale_reference
 from ltbench.ops.references import channel_sample_reference, imitation_bce_reference, mask_fuse_formula, mask_fuse_reference
@@ -10,6 +10,7 @@ __all__ = [
     "backend",
     "channel_sample",
     "channel_sample_reference",
+    "cpu_isa",
     "extension_available",
     "imitation_bce",
     "imitation_bce_reference",

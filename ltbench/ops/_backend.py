@@ -28,3 +28,14 @@ def extension_available() -> bool:
 def backend() -> str:
     """``"fused"`` or ``"reference"``; saved with every result."""
     return "fused" if extension_available() else "reference"
+
+
+def cpu_isa() -> str | None:
+    """The copy of the CPU kernels in use: ``"avx2"`` (AVX2 + FMA, chosen at run time where the
+    CPU has it), ``"base"`` (the build target's baseline, or ``LTBENCH_CPU_ISA=base``), or None
+    without the extension. Both copies compute the same bits."""
+    if not extension_available():
+        return None
+    import torch
+
+    return torch.ops.ltbench.cpu_isa() if hasattr(torch.ops.ltbench, "cpu_isa") else None

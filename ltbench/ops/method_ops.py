@@ -11,6 +11,7 @@ from ltbench.ops.references import (
     check_channel_sample,
     check_imitation_bce,
     check_mask_fuse,
+    check_mask_fuse_out,
     imitation_bce_reference,
     mask_fuse_reference,
 )
@@ -74,7 +75,9 @@ _FUSED = _register()
 
 def channel_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF draw from softmax(logits) over channels. Tensor[B, C, H, W], Tensor[B, H, W]
-    uniforms in [0, 1) -> int64[B, H, W]."""
+    uniforms in [0, 1) -> int64[B, H, W]. Edge cases (both backends): u >= the total or NaN
+    gives the last channel with p > 0; a NaN/+inf logit or an all -inf pixel gives a draw from
+    NaN probabilities (channel 0 where no p > 0)."""
     if _FUSED:
         check_channel_sample(logits, u)
         return torch.ops.ltbench.channel_sample(logits, u)
@@ -82,7 +85,9 @@ def channel_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def imitation_bce(student_logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Imitation loss (Eq. 2): mean BCE(softmax(student_logits), one_hot(idx)). -> scalar."""
+    """Imitation loss (Eq. 2): mean BCE(softmax(student_logits), one_hot(idx)). -> scalar.
+    NaN/inf logits give a NaN loss (and NaN gradients on the offending pixels) on both
+    backends; callers check ``torch.isfinite`` (the IL loop stops with an error naming the step)."""
     if _FUSED:
         check_imitation_bce(student_logits, idx, values=not torch.compiler.is_compiling())
         return torch.ops.ltbench.imitation_bce(student_logits, idx)
@@ -93,8 +98,10 @@ def mask_fuse(z_t: torch.Tensor, z_h: torch.Tensor, m_s: torch.Tensor, m_g: torc
     """Eq. 7-12: fuse tail and head sparse vectors Tensor[B, C, H, W] under 0/1 masks
     Tensor[B, H, W] (class-specific M^S, class-generic M^G, random M^R). ``out``: a
     preallocated contiguous result (not differentiable), for loops that reuse a buffer."""
+    check_mask_fuse(z_t, z_h, m_s, m_g, m_r)
+    if out is not None:
+        check_mask_fuse_out(z_t, out)  # both backends: a wrong dtype is an error, never a silent cast
     if _FUSED:
-        check_mask_fuse(z_t, z_h, m_s, m_g, m_r)
         if out is not None:
             torch.ops.ltbench.mask_fuse.out(z_t, z_h, m_s, m_g, m_r, out=out)
             return out

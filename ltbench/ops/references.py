@@ -28,14 +28,16 @@ def check_channel_sample(logits: torch.Tensor, u: torch.Tensor) -> None:
 
 def channel_sample_reference(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF draw from softmax over channels. logits Tensor[B, C, H, W], u Tensor[B, H, W]
-    in [0, 1) -> idx int64[B, H, W]: the first k with cumsum(softmax)[k] > u; when rounding
-    leaves u >= the total, the last k with p > 0."""
+    in [0, 1) -> idx int64[B, H, W]: the first k with cumsum(softmax)[k] > u; when no k
+    qualifies (rounding leaves u >= the total, u >= 1, or u is NaN), the last k with p > 0,
+    and 0 when no p > 0 (a pixel of NaN probabilities)."""
     check_channel_sample(logits, u)
     p = torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=1)
     cdf = p.cumsum(1)
-    idx = (cdf <= u.to(cdf.dtype)[:, None]).sum(1)
+    idx = (~(cdf > u.to(cdf.dtype)[:, None])).sum(1)  # k's before the first cdf > u (NaN u: all C)
     c = logits.shape[1]
-    last_pos = c - 1 - (p > 0).flip(1).int().argmax(1)
+    pos = p > 0
+    last_pos = torch.where(pos.any(1), c - 1 - pos.flip(1).int().argmax(1), 0)
     return torch.minimum(idx, last_pos).long()
 
 
@@ -52,11 +54,22 @@ def check_imitation_bce(logits: torch.Tensor, idx: torch.Tensor, values: bool = 
 
 def imitation_bce_reference(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Eq. 2: mean over B*C*H*W of BCE(softmax(logits), one_hot(idx)), logs clamped at -100
-    as in torch's BCELoss. Differentiable by autograd. -> scalar Tensor."""
+    as in torch's BCELoss. Differentiable by autograd. -> scalar Tensor.
+
+    Non-finite logits propagate: a pixel with a NaN or +inf logit, or with every logit -inf,
+    has NaN probabilities, the loss is NaN and that pixel's gradient is NaN (other pixels keep
+    theirs), which is what the fused kernels compute. (BCELoss itself refuses NaN inputs.)"""
     check_imitation_bce(logits, idx)
-    p = torch.softmax(logits, dim=1)
+    # float16/bfloat16 are computed in float32 like the kernels' op-math (BCELoss's 1e-12
+    # gradient floor is 0 in float16, which turns an ordinary -inf logit into a NaN gradient)
+    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    p = torch.softmax(x, dim=1)
     target = F.one_hot(idx.long(), logits.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
-    return F.binary_cross_entropy(p, target)
+    bad = torch.isnan(p)
+    if not bool(bad.any()):
+        return F.binary_cross_entropy(p, target).to(logits.dtype)
+    loss = F.binary_cross_entropy(p.masked_fill(bad, 0.5), target)
+    return (loss + p.masked_fill(~bad, 0.0).sum() * 0.0).to(logits.dtype)  # NaN, NaN gradients on the bad pixels
 
 
 def check_mask_fuse(z_t, z_h, m_s, m_g, m_r) -> None:
@@ -68,6 +81,15 @@ def check_mask_fuse(z_t, z_h, m_s, m_g, m_r) -> None:
         _check("mask_fuse", tuple(m.shape) == (b, h, w), f"{name} must be [B, H, W] = {[b, h, w]}, got {list(m.shape)}")
         _check("mask_fuse", m.device == z_t.device, f"{name} is on {m.device}, z_t on {z_t.device}")
     _check("mask_fuse", z_h.device == z_t.device, f"z_h is on {z_h.device}, z_t on {z_t.device}")
+
+
+def check_mask_fuse_out(z_t, out) -> None:
+    _check(
+        "mask_fuse",
+        out.shape == z_t.shape and out.dtype == z_t.dtype and out.device == z_t.device and out.is_contiguous(),
+        f"out must be a contiguous {z_t.dtype} tensor of shape {list(z_t.shape)} on {z_t.device}, got "
+        f"{'' if out.is_contiguous() else 'non-contiguous '}{out.dtype} {list(out.shape)} on {out.device}",
+    )
 
 
 def mask_fuse_reference(z_t, z_h, m_s, m_g, m_r) -> torch.Tensor:

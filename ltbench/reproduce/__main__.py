@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     out = args.out or f"runs/table1-{preset.name}"
     try:
         summary = run_table1(preset, out, progress=not args.quiet)
-    except (FileNotFoundError, ValueError, NotImplementedError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"python -m ltbench.reproduce table1: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"out": out, **summary}, indent=2))

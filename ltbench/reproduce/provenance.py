@@ -55,5 +55,91 @@ def metadata(seed) -> dict:
         "versions": versions(),
         "device": device_description(),
         "ops_backend": ops.backend(),
+        "cpu_isa": ops.cpu_isa(),
         "seed": seed,
     }
+
+
+# ---- identity of what a committed result measured -------------------------------------------
+# Every file under results/ records the identity of the code and weights it measured; the test
+# suite (tests/test_results_fresh.py) recomputes it and fails when a committed file no longer
+# matches (a kernel rewritten, a prior retrained, the renderer changed), so a stale figure is
+# rerun instead of read.
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_SOURCE_EXT = (".py", ".h", ".cuh", ".cpp", ".cu")
+SOURCE_GROUPS = {
+    "ops_sources": ("csrc", "ltbench/ops"),  # the kernels, their references and dispatch
+    "method_sources": ("ltbench/method",),  # iterated learning, CAMs, fusion
+    "prior_sources": ("ltbench/prior",),  # the diffusion pipeline (its .py files)
+}
+# which parts each benchmark module's figures depend on
+BENCH_DEPENDS = {
+    "test_bench_ops": ("ops_sources",),
+    "test_bench_method": ("ops_sources", "method_sources"),
+    "test_bench_prior": ("prior_sources", "prior_weights"),
+    "test_bench_data": ("phantom_renderer",),
+}
+
+
+def source_sha(group: str) -> str | None:
+    """SHA-256 (16 hex) over the paths and contents of a source group's files, or None outside
+    a source checkout."""
+    import hashlib
+
+    h = hashlib.sha256()
+    found = False
+    for top in SOURCE_GROUPS[group]:
+        base = os.path.join(REPO_ROOT, top)
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in sorted(filenames):
+                if name.endswith(_SOURCE_EXT):
+                    path = os.path.join(dirpath, name)
+                    h.update(os.path.relpath(path, REPO_ROOT).encode() + b"\0")
+                    with open(path, "rb") as f:
+                        h.update(f.read() + b"\0")
+                    found = True
+    return h.hexdigest()[:16] if found else None
+
+
+def shipped_prior_weights() -> dict:
+    """{weight file: SHA-256 (16 hex)} of the shipped phantom prior."""
+    import glob
+
+    from ltbench.prior.vae import resolve_prior
+    from ltbench.utils.io import sha256_file
+
+    folder = resolve_prior("phantom")
+    weights = sorted(glob.glob(os.path.join(folder, "*", "*.safetensors")) + glob.glob(os.path.join(folder, "*", "*.bin")))
+    return {os.path.relpath(w, folder): sha256_file(w)[:16] for w in weights}
+
+
+def identity(parts) -> dict:
+    """The current identity of the named parts (keys of SOURCE_GROUPS, ``prior_weights``,
+    ``oracle_weights``, ``phantom_renderer``)."""
+    out = {}
+    for part in sorted(set(parts)):
+        if part in SOURCE_GROUPS:
+            out[part] = source_sha(part)
+        elif part == "prior_weights":
+            out[part] = shipped_prior_weights()
+        elif part == "oracle_weights":
+            from ltbench.eval.oracle import oracle_file
+            from ltbench.utils.io import sha256_file
+
+            out[part] = sha256_file(oracle_file("phantom"))[:16]
+        elif part == "phantom_renderer":
+            from ltbench.data.phantom.render import RENDERER_VERSION
+
+            out[part] = RENDERER_VERSION
+        else:
+            raise ValueError(f"unknown identity part {part!r}")
+    return out
+
+
+def stale_parts(recorded: dict) -> list:
+    """Differences between a recorded identity and the current one, as readable lines; empty
+    when the file still describes this code and these weights."""
+    now = identity(recorded)
+    return [f"{k}: recorded {recorded[k]}, now {now[k]}" for k in sorted(recorded) if recorded[k] != now[k]]

@@ -14,8 +14,10 @@ void check_channel_sample_args(const at::Tensor& logits, const at::Tensor& u);
 namespace {
 
 // One thread per pixel: for consecutive threads the reads of channel c are consecutive
-// addresses (NCHW), so every load of both passes is coalesced. Probabilities and one-hots
-// are never written: two reads of the logits, one int64 write per pixel.
+// addresses (NCHW), so every load is coalesced. The values are those of the CPU loops: the same
+// shared functions (common/softmax_px.h, channel_sample.h) called in the same order; the logits
+// are read three times (max, sum, draw; the pixel's C values stay in L1) and the probabilities
+// and one-hots are never written: one int64 write per pixel.
 template <typename scalar_t, typename acc_t>
 __global__ void channel_sample_kernel(const scalar_t* __restrict__ l, const acc_t* __restrict__ u,
                                       int64_t* __restrict__ out, int64_t B, int64_t C, int64_t HW) {
@@ -23,9 +25,16 @@ __global__ void channel_sample_kernel(const scalar_t* __restrict__ l, const acc_
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
     const int64_t b = i / HW, p = i % HW;
     const scalar_t* px = l + b * C * HW + p;
-    acc_t m, s;
-    softmax_px::max_sum<scalar_t, acc_t>(px, HW, C, m, s);
-    out[i] = softmax_px::draw<scalar_t, acc_t>(px, HW, C, m, acc_t(1) / s, u[i]);
+    acc_t m = softmax_px::neg_inf<acc_t>(), s = acc_t(0);
+    for (int64_t c = 0; c < C; ++c) m = softmax_px::max_step(m, static_cast<acc_t>(px[c * HW]));
+    for (int64_t c = 0; c < C; ++c) s += softmax_px::exp_shift(static_cast<acc_t>(px[c * HW]), m);
+    const acc_t inv = acc_t(1) / s, ui = u[i];
+    acc_t acc = acc_t(0);
+    int32_t idx = 0, last = 0, found = 0;
+    for (int32_t c = 0; c < static_cast<int32_t>(C); ++c)
+      softmax_px::draw_step(c, softmax_px::prob(softmax_px::exp_shift(static_cast<acc_t>(px[c * HW]), m), inv), ui, acc,
+                            idx, last, found);
+    out[i] = softmax_px::draw_result(found, idx, last);
   }
 }
 

@@ -6,12 +6,22 @@
 
 #include "common/checks.h"
 #include "common/cuda_launch.cuh"
-#include "ops/channel_sample/channel_sample.h"
+#include "ops/imitation_bce/imitation_bce.h"
 
 namespace ltbench {
 void check_imitation_bce_args(const char* op, const at::Tensor& logits, const at::Tensor& idx);
 
 namespace {
+
+// The pixel's softmax, as the CPU loops compute it (the same shared functions, same order).
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void pixel_softmax(const scalar_t* px, int64_t HW, int64_t C, acc_t& m, acc_t& inv) {
+  m = softmax_px::neg_inf<acc_t>();
+  acc_t s = acc_t(0);
+  for (int64_t c = 0; c < C; ++c) m = softmax_px::max_step(m, static_cast<acc_t>(px[c * HW]));
+  for (int64_t c = 0; c < C; ++c) s += softmax_px::exp_shift(static_cast<acc_t>(px[c * HW]), m);
+  inv = acc_t(1) / s;
+}
 
 // One thread per pixel; per-block partial sums (reduced in shared memory) are summed by
 // at::sum afterwards, so the result does not depend on atomics' ordering.
@@ -24,13 +34,16 @@ __global__ void bce_forward_kernel(const scalar_t* __restrict__ l, const int64_t
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
     const int64_t b = i / HW, p = i % HW;
     const scalar_t* px = l + b * C * HW + p;
-    acc_t m, s;
-    softmax_px::max_sum<scalar_t, acc_t>(px, HW, C, m, s);
-    const acc_t inv = acc_t(1) / s;
+    acc_t m, inv;
+    pixel_softmax<scalar_t, acc_t>(px, HW, C, m, inv);
     const int64_t target = k[i];
-    acc_t part = acc_t(0);
-    for (int64_t c = 0; c < C; ++c) part += softmax_px::bce_term(softmax_px::exp_(static_cast<acc_t>(px[c * HW]) - m) * inv, c == target);
-    sum += static_cast<double>(part);
+    acc_t prod = acc_t(1), zeros = acc_t(0), pt = acc_t(0);
+    for (int64_t c = 0; c < C; ++c) {
+      const acc_t pc = softmax_px::prob(softmax_px::exp_shift(static_cast<acc_t>(px[c * HW]), m), inv);
+      softmax_px::bce_prod_step(pc, prod, zeros);
+      pt = c == target ? pc : pt;
+    }
+    sum += static_cast<double>(softmax_px::bce_pixel(prod, zeros, pt));
   }
   red[threadIdx.x] = sum;
   __syncthreads();
@@ -49,18 +62,17 @@ __global__ void bce_backward_kernel(const scalar_t* __restrict__ l, const int64_
     const int64_t b = i / HW, p = i % HW;
     const scalar_t* px = l + b * C * HW + p;
     scalar_t* o = out + b * C * HW + p;
-    acc_t m, s;
-    softmax_px::max_sum<scalar_t, acc_t>(px, HW, C, m, s);
-    const acc_t inv = acc_t(1) / s;
+    acc_t m, inv;
+    pixel_softmax<scalar_t, acc_t>(px, HW, C, m, inv);
     const int64_t target = k[i];
     acc_t dot = acc_t(0);
     for (int64_t c = 0; c < C; ++c) {
-      const acc_t pc = softmax_px::exp_(static_cast<acc_t>(px[c * HW]) - m) * inv;
+      const acc_t pc = softmax_px::prob(softmax_px::exp_shift(static_cast<acc_t>(px[c * HW]), m), inv);
       dot += softmax_px::bce_dp(pc, c == target) * pc;
     }
     for (int64_t c = 0; c < C; ++c) {
-      const acc_t pc = softmax_px::exp_(static_cast<acc_t>(px[c * HW]) - m) * inv;
-      o[c * HW] = static_cast<scalar_t>(scale * pc * (softmax_px::bce_dp(pc, c == target) - dot));
+      const acc_t pc = softmax_px::prob(softmax_px::exp_shift(static_cast<acc_t>(px[c * HW]), m), inv);
+      o[c * HW] = static_cast<scalar_t>(softmax_px::bce_grad(scale, pc, softmax_px::bce_dp(pc, c == target), dot));
     }
   }
 }

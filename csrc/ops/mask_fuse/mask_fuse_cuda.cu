@@ -12,75 +12,94 @@
 namespace ltbench {
 namespace {
 
-at::Tensor pick_mask_cuda(const at::Tensor& m_s, const at::Tensor& m_g, const at::Tensor& m_r) {
-  auto s = as_bool_mask(m_s), g = as_bool_mask(m_g), r = as_bool_mask(m_r);
-  return at::where(s.ne(g), s, r).contiguous();  // [B, H, W]: C times smaller than z
+// One pick word per pixel ([B, H, W], C times smaller than z), from the shared pick_word.
+template <typename U>
+__global__ void pick_kernel(const bool* __restrict__ s, const bool* __restrict__ g, const bool* __restrict__ r,
+                            U* __restrict__ w, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x)
+    w[i] = mask_fuse::pick_word<U>(s[i], g[i], r[i]);
 }
 
-// Scalar path: one element per thread-iteration (any dtype, any alignment).
-template <typename scalar_t>
-__global__ void fuse_kernel(const scalar_t* __restrict__ zt, const scalar_t* __restrict__ zh,
-                            const bool* __restrict__ pick, scalar_t* __restrict__ out, int64_t n, int64_t C,
-                            int64_t HW) {
+// Scalar path: one element per thread-iteration, on the scalars' bits (any dtype, any alignment).
+template <typename U>
+__global__ void fuse_kernel(const U* __restrict__ zt, const U* __restrict__ zh, const U* __restrict__ w,
+                            U* __restrict__ out, int64_t n, int64_t C, int64_t HW) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
     const int64_t b = i / (C * HW), p = i % HW;
-    out[i] = mask_fuse::select(pick[b * HW + p], zt[i], zh[i]);
+    out[i] = mask_fuse::select_bits(w[b * HW + p], zt[i], zh[i]);
   }
 }
 
-// float4 path: 16-byte loads and stores (HW % 4 == 0, so a vector never straddles planes).
-__global__ void fuse_kernel_f4(const float4* __restrict__ zt, const float4* __restrict__ zh,
-                               const bool* __restrict__ pick, float4* __restrict__ out, int64_t n4, int64_t C,
+// 32-bit scalars, 16 bytes per load and store (HW % 4 == 0, so a vector never straddles planes).
+__global__ void fuse_kernel_v4(const uint4* __restrict__ zt, const uint4* __restrict__ zh,
+                               const uint32_t* __restrict__ w, uint4* __restrict__ out, int64_t n4, int64_t C,
                                int64_t HW) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)blockDim.x * gridDim.x) {
     const int64_t e = i * 4, b = e / (C * HW), p = e % HW;
-    const bool* k = pick + b * HW + p;
-    const float4 a = zt[i], h = zh[i];
-    out[i] = make_float4(k[0] ? a.x : h.x, k[1] ? a.y : h.y, k[2] ? a.z : h.z, k[3] ? a.w : h.w);
+    const uint32_t* k = w + b * HW + p;
+    const uint4 a = zt[i], h = zh[i];
+    out[i] = make_uint4(mask_fuse::select_bits(k[0], a.x, h.x), mask_fuse::select_bits(k[1], a.y, h.y),
+                        mask_fuse::select_bits(k[2], a.z, h.z), mask_fuse::select_bits(k[3], a.w, h.w));
   }
 }
 
-template <typename scalar_t>
-__global__ void fuse_backward_kernel(const scalar_t* __restrict__ g, const bool* __restrict__ pick,
-                                     scalar_t* __restrict__ gt, scalar_t* __restrict__ gh, int64_t n, int64_t C,
-                                     int64_t HW) {
-  const scalar_t zero(0);
+template <typename U>
+__global__ void fuse_backward_kernel(const U* __restrict__ g, const U* __restrict__ w, U* __restrict__ gt,
+                                     U* __restrict__ gh, int64_t n, int64_t C, int64_t HW) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
     const int64_t b = i / (C * HW), p = i % HW;
-    const bool k = pick[b * HW + p];
-    gt[i] = k ? g[i] : zero;
-    gh[i] = k ? zero : g[i];
+    const U k = w[b * HW + p];
+    gt[i] = mask_fuse::grad_tail_bits(k, g[i]);
+    gh[i] = mask_fuse::grad_head_bits(k, g[i]);
   }
 }
 
-void mask_fuse_into_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s,
-                               const at::Tensor& m_g, const at::Tensor& m_r, at::Tensor& out) {
+template <typename U>
+at::Tensor pick_words_cuda(const at::Tensor& m_s, const at::Tensor& m_g, const at::Tensor& m_r, at::ScalarType word) {
+  auto s = as_bool_mask(m_s), g = as_bool_mask(m_g), r = as_bool_mask(m_r);
+  // int16/int32/int64 storage of the same width as U (the bits are read through U*)
+  auto w = at::empty(s.sizes(), s.options().dtype(word));
+  const int64_t n = s.numel();
+  if (n > 0) {
+    pick_kernel<U><<<grid_for(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        s.data_ptr<bool>(), g.data_ptr<bool>(), r.data_ptr<bool>(), reinterpret_cast<U*>(w.data_ptr()), n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return w;
+}
+
+template <typename U>
+constexpr at::ScalarType word_type() {
+  return sizeof(U) == 2 ? at::kShort : (sizeof(U) == 4 ? at::kInt : at::kLong);
+}
+
+void mask_fuse_into_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s, const at::Tensor& m_g,
+                         const at::Tensor& m_r, at::Tensor& out) {
   check_mask_fuse_args("ltbench::mask_fuse", z_t, z_h, m_s, m_g, m_r);
-  TORCH_CHECK(out.sizes() == z_t.sizes() && out.scalar_type() == z_t.scalar_type() && out.is_contiguous() &&
-                  out.device() == z_t.device(),
-              "ltbench::mask_fuse: out must be a contiguous ", z_t.scalar_type(), " tensor of shape ", z_t.sizes());
+  check_mask_fuse_out("ltbench::mask_fuse", z_t, out);
   const c10::cuda::CUDAGuard guard(z_t.device());
   auto a = z_t.contiguous(), h = z_h.contiguous();
   const int64_t n = out.numel();
   if (n == 0) return;
-  auto pick = pick_mask_cuda(m_s, m_g, m_r);
   const int64_t C = a.size(1), HW = a.size(2) * a.size(3);
-  const int threads = kThreads;
   auto stream = at::cuda::getCurrentCUDAStream();
-  const bool vec4 = a.scalar_type() == at::kFloat && HW % 4 == 0 &&
-                    reinterpret_cast<uintptr_t>(a.data_ptr()) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(h.data_ptr()) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0;
-  if (vec4) {
-    fuse_kernel_f4<<<grid_for(n / 4, threads), threads, 0, stream>>>(
-        reinterpret_cast<const float4*>(a.data_ptr<float>()), reinterpret_cast<const float4*>(h.data_ptr<float>()),
-        pick.data_ptr<bool>(), reinterpret_cast<float4*>(out.data_ptr<float>()), n / 4, C, HW);
-  } else {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "mask_fuse_cuda", [&] {
-      fuse_kernel<scalar_t><<<grid_for(n, threads), threads, 0, stream>>>(
-          a.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), pick.data_ptr<bool>(), out.data_ptr<scalar_t>(), n, C, HW);
-    });
-  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "mask_fuse_cuda", [&] {
+    using U = mask_fuse::bits_t<scalar_t>;
+    auto w = pick_words_cuda<U>(m_s, m_g, m_r, word_type<U>());
+    const U* pw = reinterpret_cast<const U*>(w.data_ptr());
+    const bool vec4 = sizeof(U) == 4 && HW % 4 == 0 && reinterpret_cast<uintptr_t>(a.data_ptr()) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(h.data_ptr()) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0;
+    if (vec4) {
+      fuse_kernel_v4<<<grid_for(n / 4), kThreads, 0, stream>>>(
+          reinterpret_cast<const uint4*>(a.data_ptr()), reinterpret_cast<const uint4*>(h.data_ptr()),
+          reinterpret_cast<const uint32_t*>(w.data_ptr()), reinterpret_cast<uint4*>(out.data_ptr()), n / 4, C, HW);
+    } else {
+      fuse_kernel<U><<<grid_for(n), kThreads, 0, stream>>>(reinterpret_cast<const U*>(a.data_ptr()),
+                                                            reinterpret_cast<const U*>(h.data_ptr()), pw,
+                                                            reinterpret_cast<U*>(out.data_ptr()), n, C, HW);
+    }
+  });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -99,12 +118,13 @@ std::tuple<at::Tensor, at::Tensor> mask_fuse_backward_cuda(const at::Tensor& gra
   auto gt = at::empty_like(g), gh = at::empty_like(g);
   const int64_t n = g.numel();
   if (n == 0) return {gt, gh};
-  auto pick = pick_mask_cuda(m_s, m_g, m_r);
   const int64_t C = g.size(1), HW = g.size(2) * g.size(3);
-  const int threads = kThreads;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mask_fuse_backward_cuda", [&] {
-    fuse_backward_kernel<scalar_t><<<grid_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        g.data_ptr<scalar_t>(), pick.data_ptr<bool>(), gt.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(), n, C, HW);
+    using U = mask_fuse::bits_t<scalar_t>;
+    auto w = pick_words_cuda<U>(m_s, m_g, m_r, word_type<U>());
+    fuse_backward_kernel<U><<<grid_for(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        reinterpret_cast<const U*>(g.data_ptr()), reinterpret_cast<const U*>(w.data_ptr()),
+        reinterpret_cast<U*>(gt.data_ptr()), reinterpret_cast<U*>(gh.data_ptr()), n, C, HW);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {gt, gh};

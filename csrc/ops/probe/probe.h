@@ -3,11 +3,7 @@
 
 #include <ATen/OpMathType.h>
 
-#ifdef __CUDACC__
-#define LTB_HOST_DEVICE __host__ __device__
-#else
-#define LTB_HOST_DEVICE
-#endif
+#include "common/host_device.h"
 
 namespace ltbench {
 namespace probe {
@@ -15,7 +11,7 @@ namespace probe {
 // Computes in the op-math type (float for half/bfloat16, double for double) so float64
 // gradcheck sees exact arithmetic.
 template <typename scalar_t>
-LTB_HOST_DEVICE inline scalar_t scale(scalar_t x, double alpha) {
+LTB_HOST_DEVICE scalar_t scale(scalar_t x, double alpha) {
   using acc_t = at::opmath_type<scalar_t>;
   return static_cast<scalar_t>(static_cast<acc_t>(x) * static_cast<acc_t>(alpha));
 }
