@@ -1,0 +1,69 @@
+"""Committed results describe the code and weights of this checkout: every results file records
+the identity of what it measured, and these tests fail when it no longer matches (rerun the
+file's command, recorded in it, instead of reading a stale figure)."""
+
+import glob
+import json
+import os
+import shutil
+
+import pytest
+
+from ltbench.reproduce import provenance
+from ltbench.reproduce.benchtable import readme_block, render
+
+ROOT = provenance.REPO_ROOT
+BENCH_FILES = sorted(glob.glob(os.path.join(ROOT, "results", "benchmarks", "*.json")))
+
+
+@pytest.mark.parametrize("path", BENCH_FILES, ids=os.path.basename)
+def test_committed_benchmark_matches_this_checkout(path):
+    with open(path) as f:
+        data = json.load(f)
+    meta = data.get("ltbench")
+    assert meta, f"{path} records no identity: rerun it with the command in results/README.md"
+    expected = {p for m in meta["modules"] for p in provenance.BENCH_DEPENDS.get(m, ())}
+    assert set(meta["identity"]) == expected, f"{path} records {sorted(meta['identity'])}, its benchmarks depend on {sorted(expected)}"
+    stale = provenance.stale_parts(meta["identity"])
+    assert not stale, f"{path} is stale ({'; '.join(stale)}): rerun `{meta['command']}`"
+
+
+def test_a_changed_kernel_source_makes_the_ops_file_stale(tmp_path, monkeypatch):
+    """The check itself: copy the sources, record their identity, change one byte of a kernel."""
+    for top in provenance.SOURCE_GROUPS["ops_sources"]:
+        shutil.copytree(os.path.join(ROOT, top), tmp_path / top, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "REPO_ROOT", str(tmp_path))
+    recorded = provenance.identity(["ops_sources"])
+    assert provenance.stale_parts(recorded) == []
+    kernel = tmp_path / "csrc" / "ops" / "mask_fuse" / "mask_fuse.h"
+    kernel.write_text(kernel.read_text() + "\n// edited\n")
+    stale = provenance.stale_parts(recorded)
+    assert len(stale) == 1 and stale[0].startswith("ops_sources: recorded")
+
+
+def test_a_stale_committed_file_fails_the_check(tmp_path):
+    with open(os.path.join(ROOT, "results", "benchmarks", "ops-cpu.json")) as f:
+        data = json.load(f)
+    data["ltbench"]["identity"]["ops_sources"] = "0" * 16  # as if measured on other kernels
+    assert provenance.stale_parts(data["ltbench"]["identity"])
+
+
+def test_table1_default_cells_match_the_shipped_weights_and_renderer():
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.table1 import input_identity
+
+    now = input_identity(PRESETS["default"])
+    cells = sorted(glob.glob(os.path.join(ROOT, "results", "table1-default", "cells", "*.json")))
+    assert cells
+    for path in cells:
+        with open(path) as f:
+            inputs = json.load(f)["config"]["inputs"]
+        assert inputs == now, f"{os.path.basename(path)} was computed from other weights or renderer: rerun python -m ltbench.reproduce table1 --out results/table1-default"
+
+
+def test_readme_ops_table_is_the_rendering_of_the_committed_json():
+    with open(os.path.join(ROOT, "results", "benchmarks", "ops-cpu.json")) as f:
+        table = render(json.load(f))
+    with open(os.path.join(ROOT, "README.md")) as f:
+        block = readme_block(f.read())
+    assert block == table, "README's ops table differs from results/benchmarks/ops-cpu.json: python -m ltbench.reproduce.benchtable results/benchmarks/ops-cpu.json --readme README.md"
