@@ -1,4 +1,4 @@
-"""Table 1's baseline augmenters, registered plug-ins sharing the ``fsa-il`` contract
-(``ltbench.augment``). One module per baseline; no baseline imports another."""
-
-from baselines import none, oversample, smote, t2i  # noqa: F401  (registration)
+"""Table 1's baseline augmenters: plug-ins sharing the ``fsa-il`` contract (``ltbench.augment``),
+registered through the ``ltbench.augmenters`` entry points of ``pyproject.toml``, the way a
+user's own augmenter registers. One module per baseline; no baseline imports another, and
+ltbench never imports this package by name."""

@@ -4,13 +4,14 @@ their labels): the "resampling" the paper's introduction argues against."""
 import numpy as np
 
 from ltbench.augment import Augmenter, register_augmenter
+from ltbench.config import PAPER_N_PER_CLASS
 
 
 @register_augmenter
 class RandomOversampling(Augmenter):
     name = "oversample"
 
-    def __init__(self, classes, head, tail, n_per_class: int = 1000, seed: int = 0, **_ignored):
+    def __init__(self, classes, head, tail, n_per_class: int = PAPER_N_PER_CLASS, seed: int = 0, **_ignored):
         self.classes, self.head, self.tail, self.n_per_class, self.seed = list(classes), list(head), list(tail), n_per_class, seed
 
     def _generate(self, X, y):

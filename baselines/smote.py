@@ -9,13 +9,14 @@ import numpy as np
 import torch
 
 from ltbench.augment import Augmenter, register_augmenter
+from ltbench.config import PAPER_N_PER_CLASS
 
 
 @register_augmenter
 class Smote(Augmenter):
     name = "smote"
 
-    def __init__(self, classes, head, tail, n_per_class: int = 1000, k_neighbors: int = 5, seed: int = 0, **_ignored):
+    def __init__(self, classes, head, tail, n_per_class: int = PAPER_N_PER_CLASS, k_neighbors: int = 5, seed: int = 0, **_ignored):
         self.classes, self.head, self.tail = list(classes), list(head), list(tail)
         self.n_per_class, self.k_neighbors, self.seed = n_per_class, k_neighbors, seed
 

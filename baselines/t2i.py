@@ -6,13 +6,14 @@ import numpy as np
 import torch
 
 from ltbench.augment import Augmenter, register_augmenter
+from ltbench.config import PAPER_N_PER_CLASS, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
 
 
 @register_augmenter
 class TextToImage(Augmenter):
     name = "t2i"
 
-    def __init__(self, classes, head, tail, prior=None, n_per_class: int = 1000, steps: int = 75, guidance: float = 4.0, batch_size: int = 16, seed: int = 0, **_ignored):
+    def __init__(self, classes, head, tail, prior=None, n_per_class: int = PAPER_N_PER_CLASS, steps: int = ROENTGEN_STEPS, guidance: float = ROENTGEN_GUIDANCE, batch_size: int = 16, seed: int = 0, **_ignored):
         self.classes, self.head, self.tail, self.prior = list(classes), list(head), list(tail), prior
         self.n_per_class, self.steps, self.guidance, self.batch_size, self.seed = n_per_class, steps, guidance, batch_size, seed
 

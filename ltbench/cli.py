@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from ltbench.config import add_config_args, config_from_args
+from ltbench.config import ROENTGEN_GUIDANCE, ROENTGEN_STEPS, add_config_args, config_from_args
 
 
 def _cmd_data_phantom(args) -> int:
@@ -142,8 +142,12 @@ def _cmd_augment(args) -> int:
     from ltbench.prior.pipeline import load_prior
     from ltbench.prior.vae import vae_identity
 
-    if args.method != "fsa-il":
-        raise ValueError(f"augment --method {args.method!r} is not available yet; implemented: fsa-il")
+    if args.method != "fsa-il" and args.steps:
+        raise ValueError(f"--steps (refinement) applies to fsa-il only, not --method {args.method}")
+    if args.method == "fsa-il" and not args.il:
+        raise ValueError("--method fsa-il needs --il (an iterated-learning run folder from `ltbench train-il`)")
+    if args.steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {args.steps}")
     cfg = config_from_args(FusionConfig, args, refine_steps=args.steps)
     store = LatentStore(args.latents, split=args.split)
     classes = list(store.classes)
@@ -156,6 +160,8 @@ def _cmd_augment(args) -> int:
     enc = store.manifest["identity"]["vae"]["weights_sha256"]
     if vae_identity(prior.path)["weights_sha256"] != enc:
         raise ValueError(f"the latents in {args.latents} were encoded with another VAE than the prior {prior.path}'s; decode with the prior that encoded them")
+    if args.method != "fsa-il":
+        return _augment_registered(args, cfg, store, classes, head, tail, prior)
     model = load_il(args.il)
     print(json.dumps({"augment": dataclasses.asdict(cfg), "method": args.method, "head": head, "tail": tail, "rows": len(store)}, indent=2))
     cams, scores = compute_cams(model, store, os.path.join(args.out + ".work", "cams"), progress=not args.quiet)
@@ -174,20 +180,51 @@ def _cmd_augment(args) -> int:
     return 0
 
 
+def _augment_registered(args, cfg, store, classes, head, tail, prior) -> int:
+    """Any registered augmenter other than fsa-il: fit_generate on the split's latents, decode
+    the new latents with the prior, write the image folder."""
+    import inspect
+
+    import torch
+
+    from ltbench.augment import augmenter_class
+    from ltbench.data.writer import write_image_folder
+
+    if len(store) == 0:
+        raise ValueError(f"split {args.split!r} of {args.latents} has no rows")
+    X = torch.stack([store[i][0] for i in range(len(store))])
+    y = store.labels[store.rows].astype("uint8")
+    params = {"classes": classes, "head": head, "tail": tail, "n_per_class": cfg.n_per_class, "seed": cfg.seed}
+    cls = augmenter_class(args.method)
+    accepted = inspect.signature(cls.__init__).parameters
+    if "prior" in accepted or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        params["prior"] = prior  # t2i samples with it; others ignore it
+    aug = cls(**params)
+    print(json.dumps({"augment": args.method, "n_per_class": cfg.n_per_class, "seed": cfg.seed, "head": head, "tail": tail, "rows": len(store)}, indent=2))
+    with prior.count_unet() as cnt:
+        z, y_new = aug.fit_generate(X, y)
+    if len(z) == 0:
+        print(f"{args.method} generates no samples; nothing written")
+        return 0
+    images = prior.decode(z)
+    write_image_folder(args.out, images, y_new, classes, latents=z.numpy(), overwrite=args.overwrite)
+    print(f"wrote {len(z)} {args.method} samples to {args.out} ({cnt.rows / max(len(z), 1):.0f} UNet evaluations per sample)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ltbench.data.csv_dataset import ImageConfig
     from ltbench.data.phantom import PhantomConfig
     from ltbench.data.presets import DATASETS
     from ltbench.eval.oracle import OracleConfig
     from ltbench.prior.encode import EncodeConfig
-    from ltbench.augment import AUGMENTERS, _load_plugins
+    from ltbench.augment import augmenter_names
     from ltbench.method.fusion import FusionConfig
     from ltbench.method.il import ILConfig
     from ltbench.prior.quality import QualityConfig
     from ltbench.prior.train import PRESETS, PriorTrainConfig
 
-    _load_plugins()
-    augmenters = sorted(AUGMENTERS)
+    augmenters = augmenter_names()
     p = argparse.ArgumentParser(prog="ltbench", description="Long-tail augmentation benchmark in the latent space of diffusion models.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -250,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prior", default="phantom", help="prior folder or 'phantom' (default: phantom)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt, e.g. 'Cardiomegaly' (repeatable)")
     gen.add_argument("--n", type=int, default=8, help="samples per prompt (default: 8)")
-    gen.add_argument("--steps", type=int, default=75, help="sampling steps (default: 75, RoentGen's card)")
-    gen.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default: 4)")
+    gen.add_argument("--steps", type=int, default=ROENTGEN_STEPS, help=f"sampling steps (default: {ROENTGEN_STEPS}, RoentGen's card)")
+    gen.add_argument("--guidance", type=float, default=ROENTGEN_GUIDANCE, help=f"classifier-free guidance scale (default: {ROENTGEN_GUIDANCE})")
     gen.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
     gen.add_argument("--batch-size", type=int, default=16, help="samples per pipeline call (default: 16)")
     gen.add_argument("--classes", default=None, help="comma-separated class names for the labels CSV (default: the paper's ten)")
@@ -271,10 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(il, ILConfig, group="iterated learning")
     il.set_defaults(func=_cmd_train_il)
 
-    au = sub.add_parser("augment", help="generate tail-class samples (fsa-il)", description="Fuse tail and head examples in the learned sparse space, decode, optionally refine with k diffusion steps; writes images/, labels.csv (dataset layout) and latents.npy.")
+    au = sub.add_parser("augment", help="generate tail-class samples with any registered augmenter", description="Generate tail-class samples from a latent store with a registered augmenter and decode them with the prior; writes images/, labels.csv (dataset layout) and latents.npy. fsa-il fuses tail and head examples in the learned sparse space and optionally refines with k diffusion steps; the others (none, oversample, smote, t2i, and any installed plug-in of the ltbench.augmenters entry-point group) run their fit_generate on the split's latents.")
     au.add_argument("--method", default="fsa-il", choices=augmenters, help="augmenter (default: fsa-il)")
     au.add_argument("--latents", required=True, help="latent store")
-    au.add_argument("--il", required=True, help="iterated-learning run folder (from `ltbench train-il`)")
+    au.add_argument("--il", default=None, help="iterated-learning run folder (from `ltbench train-il`); fsa-il only")
     au.add_argument("--steps", type=int, default=0, help="refinement steps k (the paper's @k; default 0)")
     au.add_argument("--prior", default="phantom", help="the prior that encoded the latents: decodes and refines (default: phantom)")
     au.add_argument("--split", default="train", help="split whose examples are fused (default: train)")

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from ltbench.augment import AUGMENTERS, _load_plugins, make_augmenter
+from ltbench.augment import AUGMENTERS, load_all, make_augmenter
 from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES
 from ltbench.method.fusion import FusionConfig
 from ltbench.method.il import ILConfig
 
-_load_plugins()
+load_all()
 N_PER = 3
 
 
@@ -85,3 +85,41 @@ def test_t2i_needs_a_matching_prior(data, prior):
         make_augmenter("t2i", classes=PAPER_CLASSES, head=HEAD_CLASSES, tail=TAIL_CLASSES).fit_generate(X, y)
     with pytest.raises(ValueError, match="latents of the prior"):
         make_augmenter("t2i", classes=PAPER_CLASSES, head=HEAD_CLASSES, tail=TAIL_CLASSES, prior=prior).fit_generate(torch.zeros(4, 3, 8, 8), y[:4])
+
+
+def test_plugins_register_through_entry_points_one_way(tmp_path, monkeypatch):
+    """A user's augmenter registers through the `ltbench.augmenters` entry-point group, exactly
+    as the baselines do; ltbench.augment never imports a plug-in package by name."""
+    import subprocess
+    import sys
+    from importlib.metadata import EntryPoint
+
+    import ltbench.augment as A
+
+    code = "import sys, ltbench.augment as A; assert 'baselines' not in sys.modules; A.make_augmenter('smote', classes=['a'], head=[], tail=['a']); assert 'baselines.smote' in sys.modules and 'baselines.t2i' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    (tmp_path / "my_aug.py").write_text(
+        "import numpy as np, torch\n"
+        "from ltbench.augment import Augmenter\n"
+        "class Mine(Augmenter):\n"
+        "    name = 'mine'\n"
+        "    def __init__(self, classes, head, tail, n_per_class=2, seed=0, **_):\n"
+        "        self.n = n_per_class\n"
+        "    def _generate(self, X, y):\n"
+        "        return X[: self.n] * 0, y[: self.n]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = {**A._entry_points(), "mine": EntryPoint("mine", "my_aug:Mine", A.ENTRY_POINT_GROUP)}
+    monkeypatch.setattr(A, "_entry_points", lambda: eps)
+    monkeypatch.delitem(A.AUGMENTERS, "mine", raising=False)
+    assert "mine" in A.augmenter_names() and "mine" not in A.AUGMENTERS  # listed without importing
+    X, y = torch.randn(5, 4, 2, 2), np.eye(5, 3, dtype=np.uint8)
+    new, lab = A.make_augmenter("mine", classes=list("abc"), head=["a"], tail=["b"], n_per_class=2).fit_generate(X, y)
+    assert new.shape == (2, 4, 2, 2) and (new == 0).all() and lab.shape == (2, 3)
+    assert A.AUGMENTERS["mine"].__module__ == "my_aug"
+    bad = {**eps, "wrong": EntryPoint("wrong", "my_aug:Mine", A.ENTRY_POINT_GROUP)}
+    monkeypatch.setattr(A, "_entry_points", lambda: bad)
+    with pytest.raises(ValueError, match="whose `name` is 'mine'"):
+        A.make_augmenter("wrong")
+    A.AUGMENTERS.pop("mine", None)

@@ -235,6 +235,14 @@ def test_cli_train_il_and_augment(tmp_path):
     assert np.load(os.path.join(out, "latents.npy")).shape == (4, 8, 16, 16)  # the shipped prior: 8 latent channels
     assert df.groupby("tail_class").size().to_dict() == {"Fracture": 2, "Pneumothorax": 2}
     assert (df["Pneumothorax"][df["tail_class"] == "Pneumothorax"] == 1).all()
+    # any registered augmenter runs through the same command
+    out2 = str(tmp_path / "smote")
+    r = run("augment", "--method", "smote", "--latents", store, "--n-per-class", "3", "--tail", "Pneumothorax,Fracture", "--out", out2, "--quiet")
+    df = pd.read_csv(os.path.join(out2, "labels.csv"))
+    assert len(df) == 6 and df["Pneumothorax"].sum() >= 3 and df["Fracture"].sum() >= 3
+    assert np.load(os.path.join(out2, "latents.npy")).shape == (6, 8, 16, 16)
+    bad = subprocess.run([sys.executable, "-m", "ltbench", "augment", "--method", "smote", "--steps", "1", "--latents", store, "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "applies to fsa-il only" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_il_files_are_loaded_weights_only_and_a_crafted_pickle_never_runs(tmp_path):

@@ -6,6 +6,16 @@ followed by them. ``X`` is an array/tensor ``[N, ...]`` (latents or images) and 
 multi-hot ``[N, K]``; returned labels are always 0/1 multi-hot (never the -1/+1 of the
 authors' code). State learned by fitting ends in ``_``; randomness comes in through ``seed``.
 Augmenters are registered by name; the CLI's and reproduce's choices come from the registry.
+
+Plug-ins: any installed package adds augmenters through the ``ltbench.augmenters`` entry-point
+group (the baselines of Table 1 register this way, from ``pyproject.toml``; so does a user's
+own package)::
+
+    [project.entry-points."ltbench.augmenters"]
+    my-method = "my_package.module:MyAugmenter"
+
+An entry point is imported only when its augmenter is made or the registry is listed; the
+dependency goes one way (plug-ins import ``ltbench.augment``, never the reverse).
 """
 
 import numpy as np
@@ -23,21 +33,54 @@ def register_augmenter(cls):
     return cls
 
 
-def make_augmenter(name: str, **params):
-    _load_plugins()
+ENTRY_POINT_GROUP = "ltbench.augmenters"
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def augmenter_names() -> list[str]:
+    """Every available augmenter: the registered ones and the installed entry points (not
+    imported)."""
+    return sorted(set(AUGMENTERS) | set(_entry_points()) | {"fsa-il"})
+
+
+def _load(name: str) -> None:
+    if name in AUGMENTERS:
+        return
+    if name == "fsa-il":
+        import ltbench.augment.fsa_il  # noqa: F401  (the method itself, built in)
+
+        return
+    ep = _entry_points().get(name)
+    if ep is None:
+        return
+    cls = ep.load()  # importing the module may register it already
+    if getattr(cls, "name", None) != name:
+        raise ValueError(f"entry point {ENTRY_POINT_GROUP}:{name} = {ep.value} names an augmenter whose `name` is {getattr(cls, 'name', None)!r}")
+    if AUGMENTERS.get(name) is not cls:
+        register_augmenter(cls)
+
+
+def load_all() -> dict[str, type]:
+    """Import every available augmenter; returns the registry."""
+    for name in augmenter_names():
+        _load(name)
+    return AUGMENTERS
+
+
+def augmenter_class(name: str) -> type:
+    _load(name)
     if name not in AUGMENTERS:
-        raise KeyError(f"unknown augmenter {name!r}; registered: {sorted(AUGMENTERS)}")
-    return AUGMENTERS[name](**params)
+        raise KeyError(f"unknown augmenter {name!r}; available: {augmenter_names()}")
+    return AUGMENTERS[name]
 
 
-def _load_plugins() -> None:
-    import ltbench.augment.fsa_il  # noqa: F401  (registers fsa-il)
-
-    try:
-        import baselines  # noqa: F401  (registers none, oversample, smote, t2i)
-    except ImportError as exc:  # an install without the baselines package
-        if "baselines" not in str(exc):
-            raise
+def make_augmenter(name: str, **params):
+    return augmenter_class(name)(**params)
 
 
 def check_xy(X, y) -> tuple[torch.Tensor, np.ndarray]:

@@ -21,18 +21,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ltbench.config import opt
+
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    arch: str = "densenet121"  # torchvision architecture (the paper's classifier)
-    input_size: int = 32  # px the images are resized to (area); the paper trains at 224+
-    steps: int = 150  # optimiser steps: the budget, the same for every row
-    batch_size: int = 64
-    lr: float = 2e-3  # peak of a one-cycle schedule, AdamW
-    weight_decay: float = 1e-4
-    mean: float = 0.5  # input normalisation of [0, 1] images
-    std: float = 0.25
-    eval_batch_size: int = 256
+    arch: str = opt("densenet121", "torchvision architecture (the paper's classifier)")
+    input_size: int = opt(32, "px the images are resized to (area); the paper trains at 224+")
+    steps: int = opt(150, "optimiser steps: the budget, the same for every row")
+    batch_size: int = opt(64, "images per step")
+    lr: float = opt(2e-3, "peak of a one-cycle schedule, AdamW")
+    weight_decay: float = opt(1e-4, "AdamW")
+    mean: float = opt(0.5, "input normalisation of [0, 1] images")
+    std: float = opt(0.25, "input normalisation of [0, 1] images")
+    eval_batch_size: int = opt(256, "images per scoring batch of the test split")
 
     def __post_init__(self):
         if self.arch not in ("densenet121",):

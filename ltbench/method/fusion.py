@@ -25,24 +25,26 @@ import torch
 
 from ltbench import ops
 
+from ltbench.config import PAPER_N_PER_CLASS, REFINE_GUIDANCE, ROENTGEN_STEPS, opt
+
 
 @dataclass(frozen=True)
 class FusionConfig:
-    n_per_class: int = 1000  # generated samples per tail class (authors' base_n)
-    partner_rule: str = "paper"  # "paper" (confused head class, then kNN) or "code" (kNN over all head)
-    knn: int = 3  # neighbours the partner is drawn from (code: 3)
-    thresholds: str = "fixed"  # "fixed" (tau_h, tau_l) or "sampled" once per run from N(0.5, 0.1) (code)
-    tau_h: float = 0.4  # M^S = [CAM_tail > tau_h] (paper figure)
-    tau_l: float = 0.4  # M^G = [CAM_head < tau_l] (paper figure)
-    p_mode: str = "fixed"  # "fixed" p or "sampled" U(0, 1) per batch (code)
-    p: float = 0.5  # Bernoulli rate of M^R (paper)
-    label_policy: str = "union"  # "union" (paper), "tail" (code's stored label), "oracle"
-    refine_steps: int = 0  # k: diffusion steps of refinement (the paper's @k); 0 = none
-    refine_schedule: int = 75  # N: the schedule the last k steps are taken from (code)
-    refine_guidance: float = 3.5  # classifier-free guidance in refinement (code)
-    refine_mode: str = "tail"  # "tail" (code: last k steps, no noise) or "sdedit"
-    batch_size: int = 64
-    seed: int = 0
+    n_per_class: int = opt(PAPER_N_PER_CLASS, "generated samples per tail class (authors' base_n)")
+    partner_rule: str = opt("paper", "\"paper\" (confused head class, then kNN) or \"code\" (kNN over all head)")
+    knn: int = opt(3, "neighbours the partner is drawn from (code: 3)")
+    thresholds: str = opt("fixed", "\"fixed\" (tau_h, tau_l) or \"sampled\" once per run from N(0.5, 0.1) (code)")
+    tau_h: float = opt(0.4, "M^S = [CAM_tail > tau_h] (paper figure)")
+    tau_l: float = opt(0.4, "M^G = [CAM_head < tau_l] (paper figure)")
+    p_mode: str = opt("fixed", "\"fixed\" p or \"sampled\" U(0, 1) per batch (code)")
+    p: float = opt(0.5, "Bernoulli rate of M^R (paper)")
+    label_policy: str = opt("union", "\"union\" (paper), \"tail\" (code's stored label), \"oracle\"")
+    refine_steps: int = opt(0, "k: diffusion steps of refinement (the paper's @k); 0 = none")
+    refine_schedule: int = opt(ROENTGEN_STEPS, "N: the schedule the last k steps are taken from (code)")
+    refine_guidance: float = opt(REFINE_GUIDANCE, "classifier-free guidance in refinement (code)")
+    refine_mode: str = opt("tail", "\"tail\" (code: last k steps, no noise) or \"sdedit\"")
+    batch_size: int = opt(64, "fusions per batch (decode and refinement batch)")
+    seed: int = opt(0, "partners, masks, thresholds, refinement noise: per sample from this seed")
 
     def __post_init__(self):
         for name, allowed in (("partner_rule", ("paper", "code")), ("thresholds", ("fixed", "sampled")), ("p_mode", ("fixed", "sampled")), ("label_policy", ("union", "tail", "oracle")), ("refine_mode", ("tail", "sdedit"))):

@@ -33,28 +33,30 @@ from ltbench.method.networks import UNetCodec, make_classifier, reset_parameters
 from ltbench.utils.dist import is_main, rank_world
 from ltbench.utils.io import atomic_path
 
+from ltbench.config import opt
+
 log = logging.getLogger("ltbench.method.il")
 
 
 @dataclass(frozen=True)
 class ILConfig:
-    sparse_channels: int = 64  # C', the simplex size per position (paper and code: 64)
-    generations: int = 20  # authors' code
-    interaction_epochs: int = 1  # per generation (authors' code)
-    imitation_epochs: int = 1  # per generation (authors' code)
-    lam: float = 0.5  # L = lam * L_R + (1 - lam) * L_C; 0.5 = the code's plain sum, halved
-    recon: str = "mse"  # "mse" (paper) or "l1" (authors' code)
-    classifier: str = "small"  # "small" (CPU), "vgg11" (code's default) or "densenet121"
-    ngf: int = 64  # U-Net base width (pix2pix / authors' code)
-    max_depth: int = 6  # U-Net levels, capped by the latent grid (authors' code: 6)
-    lr: float = 1e-4  # AdamW, authors' code
-    weight_decay: float = 1e-2  # AdamW, authors' code
-    batch_size: int = 256  # authors' code
-    lr_step: int = 10  # StepLR on D and C every this many interaction epochs (code)
-    lr_gamma: float = 0.1
-    pos_weight: bool = True  # class-balanced pos_weight_k = N / (n_k K), authors' code
-    seed: int = 0  # init, batch order, imitation draws
-    num_workers: int = 0
+    sparse_channels: int = opt(64, "C', the simplex size per position (paper and code: 64)")
+    generations: int = opt(20, "authors' code")
+    interaction_epochs: int = opt(1, "per generation (authors' code)")
+    imitation_epochs: int = opt(1, "per generation (authors' code)")
+    lam: float = opt(0.5, "L = lam * L_R + (1 - lam) * L_C; 0.5 = the code's plain sum, halved")
+    recon: str = opt("mse", "\"mse\" (paper) or \"l1\" (authors' code)")
+    classifier: str = opt("small", "\"small\" (CPU), \"vgg11\" (code's default) or \"densenet121\"")
+    ngf: int = opt(64, "U-Net base width (pix2pix / authors' code)")
+    max_depth: int = opt(6, "U-Net levels, capped by the latent grid (authors' code: 6)")
+    lr: float = opt(1e-4, "AdamW, authors' code")
+    weight_decay: float = opt(1e-2, "AdamW, authors' code")
+    batch_size: int = opt(256, "authors' code")
+    lr_step: int = opt(10, "StepLR on D and C every this many interaction epochs (code)")
+    lr_gamma: float = opt(0.1, "StepLR factor (code)")
+    pos_weight: bool = opt(True, "class-balanced pos_weight_k = N / (n_k K), authors' code")
+    seed: int = opt(0, "init, batch order, imitation draws")
+    num_workers: int = opt(0, "DataLoader workers over the latent store (0: in the main process)")
 
     def __post_init__(self):
         if self.recon not in ("mse", "l1"):

@@ -24,18 +24,20 @@ from ltbench.prior.vae import load_vae, resolve_device, vae_identity
 from ltbench.utils.dist import barrier, rank_world
 from ltbench.utils.io import atomic_write_text, sha256_file
 
+from ltbench.config import opt
+
 log = logging.getLogger("ltbench.encode")
 
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    batch_size: int = 16  # images per VAE call; memory scales with this, not with the dataset
-    shard_size: int = 1024  # latents per shard file: the unit of resume and of work per rank
-    latent: str = "sample"  # "sample" the posterior (Stable Diffusion training) or take its "mean"
-    dtype: str = "float16"  # on-disk dtype; latents are ~unit scale, fp16 halves disk at ~1e-3 rel. error
-    seed: int = 0  # seeds the posterior sample of each shard
-    num_workers: int = 0  # DataLoader workers for image decoding
-    device: str = "auto"  # "auto" = cuda if available, else cpu
+    batch_size: int = opt(16, "images per VAE call; memory scales with this, not with the dataset")
+    shard_size: int = opt(1024, "latents per shard file: the unit of resume and of work per rank")
+    latent: str = opt("sample", "\"sample\" the posterior (Stable Diffusion training) or take its \"mean\"")
+    dtype: str = opt("float16", "on-disk dtype; latents are ~unit scale, fp16 halves disk at ~1e-3 rel. error")
+    seed: int = opt(0, "seeds the posterior sample of each shard")
+    num_workers: int = opt(0, "DataLoader workers for image decoding")
+    device: str = opt("auto", "\"auto\" = cuda if available, else cpu")
 
     def __post_init__(self):
         if self.latent not in ("sample", "mean"):

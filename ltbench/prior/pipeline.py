@@ -21,6 +21,7 @@ import os
 import torch
 
 from ltbench.prior.vae import resolve_prior
+from ltbench.config import REFINE_GUIDANCE, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
 
 COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
 
@@ -103,7 +104,7 @@ class Prior:
 
     # ---- generation ------------------------------------------------------------------------
     @torch.no_grad()
-    def text_to_image(self, prompts: list[str], steps: int = 75, guidance: float = 4.0, seed=0, batch_size: int = 16, progress: bool = False) -> torch.Tensor:
+    def text_to_image(self, prompts: list[str], steps: int = ROENTGEN_STEPS, guidance: float = ROENTGEN_GUIDANCE, seed=0, batch_size: int = 16, progress: bool = False) -> torch.Tensor:
         """Sample latents for ``prompts`` with the pipeline's own loop. -> Tensor[N, C, h, w] (fp32, cpu)."""
         from tqdm.auto import tqdm
 
@@ -132,7 +133,7 @@ class Prior:
             raise ValueError(f"guidance must be a finite number >= 1 (1 = unguided), got {guidance!r}")
 
     @torch.no_grad()
-    def refine(self, latents: torch.Tensor, prompts: list[str], k: int, steps: int = 75, guidance: float = 3.5, mode: str = "tail", seed=0, batch_size: int = 16) -> torch.Tensor:
+    def refine(self, latents: torch.Tensor, prompts: list[str], k: int, steps: int = ROENTGEN_STEPS, guidance: float = REFINE_GUIDANCE, mode: str = "tail", seed=0, batch_size: int = 16) -> torch.Tensor:
         """Run the last ``k`` of ``steps`` timesteps on ``latents`` (Tensor[N, C, h, w], scaled),
         conditioned on ``prompts``. ``k = 0`` returns the input unchanged."""
         if mode not in ("tail", "sdedit"):

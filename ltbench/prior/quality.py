@@ -23,18 +23,20 @@ from ltbench.data.classes import PAPER_CLASSES, TARGET_PREVALENCE
 from ltbench.data.phantom import PhantomConfig, generate, make_labels
 from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 
+from ltbench.config import ROENTGEN_GUIDANCE, ROENTGEN_STEPS, opt
+
 
 @dataclass(frozen=True)
 class QualityConfig:
-    n_heldout: int = 500  # benchmark test-split images for the reconstruction error
-    n_judge: int = 6000  # real phantom images the judge classifier trains on
-    judge_seed: int = 2000  # a phantom seed of its own (neither the benchmark's nor the prior's)
-    judge_epochs: int = 8
-    judge_fpr: float = 0.1  # per-class threshold: this fraction of real negatives is "recognised"
-    n_per_class: int = 32  # generated samples per prompted class
-    steps: int = 75  # RoentGen's model card
-    guidance: float = 4.0  # RoentGen's model card
-    seed: int = 0
+    n_heldout: int = opt(500, "benchmark test-split images for the reconstruction error")
+    n_judge: int = opt(6000, "real phantom images the judge classifier trains on")
+    judge_seed: int = opt(2000, "a phantom seed of its own (neither the benchmark's nor the prior's)")
+    judge_epochs: int = opt(8, "training epochs of the prompt-fidelity judge")
+    judge_fpr: float = opt(0.1, "per-class threshold: this fraction of real negatives is \"recognised\"")
+    n_per_class: int = opt(32, "generated samples per prompted class")
+    steps: int = opt(ROENTGEN_STEPS, "sampling steps (RoentGen's model card)")
+    guidance: float = opt(ROENTGEN_GUIDANCE, "classifier-free guidance (RoentGen's model card)")
+    seed: int = opt(0, "sampling and judge seed")
 
 
 def _gray(images: torch.Tensor) -> torch.Tensor:
@@ -89,7 +91,7 @@ def evaluate_prior(prior, cfg: QualityConfig = QualityConfig(), progress: bool =
     return out
 
 
-def sample_grid(prior, path: str, n_cols: int = 8, steps: int = 75, guidance: float = 4.0, seed: int = 0) -> str:
+def sample_grid(prior, path: str, n_cols: int = 8, steps: int = ROENTGEN_STEPS, guidance: float = ROENTGEN_GUIDANCE, seed: int = 0) -> str:
     """A PNG: one row per class, ``n_cols`` samples from its class-name prompt."""
     import matplotlib
 

@@ -28,32 +28,34 @@ from ltbench.data.phantom import PhantomConfig, generate
 from ltbench.prior.components import make_schedulers, make_text_encoder, make_tokenizer, make_unet, make_vae, prompt_for
 from ltbench.utils.io import atomic_path, atomic_write_json
 
+from ltbench.config import opt
+
 log = logging.getLogger("ltbench.prior.train")
 
 
 @dataclass(frozen=True)
 class PriorTrainConfig:
-    n_images: int = 10_000  # phantom training images, long-tailed like the benchmark
-    phantom_seed: int = 1000  # not the benchmark's seed: the prior never sees benchmark images
-    size: int = 64  # px; the default preset's resolution
-    vae_channels: tuple = (16, 32, 32)  # VAE block widths; len - 1 stride-2 levels (x4: 16x16 latents at 64 px)
-    latent_channels: int = 8  # latent channels C (Stable Diffusion: 4; with 4 at x4 the faint findings did not survive)
-    seed: int = 0  # init, batch order, noise, timesteps, prompt dropout
-    vae_steps: int = 3500  # VAE optimiser steps (cosine-decayed rate)
-    vae_batch: int = 32
-    vae_lr: float = 1e-3  # small models tolerate a high rate; AdamW
-    kl_weight: float = 1e-6  # SD's VAE: a nearly deterministic autoencoder
-    finding_weight: float = 20.0  # extra MSE weight inside the findings' ground-truth masks: small, faint findings are most of what matters and least of the pixels
-    perceptual_weight: float = 0.05  # feature-matching loss in a phantom classifier's layers (LPIPS's role in SD's VAE); 0 = pixels only
-    perceptual_epochs: int = 3  # that classifier's training (its own net, not the oracle or the judge)
-    unet_steps: int = 3000  # UNet + text encoder optimiser steps
-    unet_batch: int = 64
-    unet_lr: float = 1e-3
-    ema_decay: float = 0.999  # the shipped UNet is the EMA of the trained one
-    cond_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance
-    tail_balance: float = 0.5  # UNet batches drawn with weight prevalence^-this of an image's rarest label: the tail is seen, still rarely (0 = uniform)
-    checkpoint_every: int = 200  # steps between resumable checkpoints
-    unet_storage_dtype: str = "float16"  # the saved UNet's dtype: halves the shipped file; loaders cast to their precision
+    n_images: int = opt(10_000, "phantom training images, long-tailed like the benchmark")
+    phantom_seed: int = opt(1000, "not the benchmark's seed: the prior never sees benchmark images")
+    size: int = opt(64, "px; the default preset's resolution")
+    vae_channels: tuple = opt((16, 32, 32), "VAE block widths; len - 1 stride-2 levels (x4: 16x16 latents at 64 px)")
+    latent_channels: int = opt(8, "latent channels C (Stable Diffusion: 4; with 4 at x4 the faint findings did not survive)")
+    seed: int = opt(0, "init, batch order, noise, timesteps, prompt dropout")
+    vae_steps: int = opt(3500, "VAE optimiser steps (cosine-decayed rate)")
+    vae_batch: int = opt(32, "images per VAE step")
+    vae_lr: float = opt(1e-3, "small models tolerate a high rate; AdamW")
+    kl_weight: float = opt(1e-6, "SD's VAE: a nearly deterministic autoencoder")
+    finding_weight: float = opt(20.0, "extra MSE weight inside the findings' ground-truth masks: small, faint findings are most of what matters and least of the pixels")
+    perceptual_weight: float = opt(0.05, "feature-matching loss in a phantom classifier's layers (LPIPS's role in SD's VAE); 0 = pixels only")
+    perceptual_epochs: int = opt(3, "that classifier's training (its own net, not the oracle or the judge)")
+    unet_steps: int = opt(3000, "UNet + text encoder optimiser steps")
+    unet_batch: int = opt(64, "latents per UNet step")
+    unet_lr: float = opt(1e-3, "UNet + text encoder rate, AdamW")
+    ema_decay: float = opt(0.999, "the shipped UNet is the EMA of the trained one")
+    cond_dropout: float = opt(0.1, "empty prompt this often, for classifier-free guidance")
+    tail_balance: float = opt(0.5, "UNet batches drawn with weight prevalence^-this of an image's rarest label: the tail is seen, still rarely (0 = uniform)")
+    checkpoint_every: int = opt(200, "steps between resumable checkpoints")
+    unet_storage_dtype: str = opt("float16", "the saved UNet's dtype: halves the shipped file; loaders cast to their precision")
 
 
 PRESETS = {"phantom": PriorTrainConfig()}

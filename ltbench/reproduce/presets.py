@@ -17,6 +17,7 @@ from ltbench.data.phantom import PhantomConfig
 from ltbench.eval.classifier import ClassifierConfig
 from ltbench.method.fusion import FusionConfig
 from ltbench.method.il import IL_PRESETS, ILConfig
+from ltbench.config import PAPER_N_PER_CLASS, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
 
 # Table 1's rows (the paper's) followed by the extra rows worth having.
 # ``real`` and ``vae`` are the instrument's floor and ceiling: held-out real images of each tail
@@ -52,8 +53,8 @@ class Table1Preset:
     il: ILConfig = IL_PRESETS["phantom"]
     fusion: FusionConfig = FusionConfig()  # per row: refine_steps, label_policy, seed, n_per_class
     classifier: ClassifierConfig = ClassifierConfig()
-    t2i_steps: int = 75  # RoentGen's model card
-    t2i_guidance: float = 4.0
+    t2i_steps: int = ROENTGEN_STEPS
+    t2i_guidance: float = ROENTGEN_GUIDANCE
     fid_real_per_class: int = 256  # real reference images per tail class for FID
     fid_reference_seed: int = 4000  # phantom: the reference is freshly rendered with its own seed
     heldout_seed: int = 4500  # phantom: the `real` row's held-out images (files: the val split)
@@ -100,7 +101,7 @@ PRESETS = {
         seeds=3,
         image_size=512,
         train_sample=20_000,
-        n_per_class=1000,
+        n_per_class=PAPER_N_PER_CLASS,
         il=IL_PRESETS["paper"],
         classifier=ClassifierConfig(input_size=224, steps=20_000, batch_size=64, lr=1e-3),
         fid_real_per_class=1000,
