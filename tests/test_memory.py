@@ -1,0 +1,54 @@
+"""Memory is bounded by the batch, not the dataset: encoding 4x the images must not raise the
+peak RSS by more than a small fraction of what holding the extra images would cost. (The same
+check at benchmark scale is `benchmarks/test_bench_data.py`; this one runs in CI.)"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc peak-RSS reset")
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from ltbench.data.csv_dataset import ImageConfig
+    from ltbench.data.presets import open_dataset
+    from ltbench.prior.encode import EncodeConfig, encode_dataset
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
+
+    data, csv, prior, out, size = sys.argv[1:6]
+    ds = open_dataset("phantom", data, csv=csv, image=ImageConfig(size=int(size), channels=3))
+    base = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS
+    encode_dataset(ds, csv, prior, out, EncodeConfig(batch_size=16, shard_size=64), progress=False)
+    print(json.dumps({"rows": len(ds), "delta_mb": status("VmHWM") - base}))
+    """
+)
+
+
+def test_encode_peak_memory_does_not_grow_with_the_dataset(tmp_path):
+    from ltbench.data.phantom import PhantomConfig, write_phantom
+    from ltbench.testing import make_tiny_vae_prior
+
+    size, n_small, n_big = 128, 128, 512
+    data = write_phantom(PhantomConfig(n=n_big, size=size, seed=0, min_test_positives=0), str(tmp_path / "data"), progress=False)
+    pd.read_csv(os.path.join(data, "labels.csv")).head(n_small).to_csv(os.path.join(data, "small.csv"), index=False)
+    prior = make_tiny_vae_prior(str(tmp_path / "prior"), block_out_channels=(16, 32, 64, 64), sample_size=size)
+    res = {}
+    for name, csv in (("small", "small.csv"), ("big", "labels.csv")):
+        r = subprocess.run([sys.executable, "-c", SCRIPT, data, os.path.join(data, csv), prior, str(tmp_path / f"store-{name}"), str(size)], capture_output=True, text=True, check=True)
+        res[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (res["small"]["rows"], res["big"]["rows"]) == (n_small, n_big)
+    image_mb = size * size * 3 * 4 / 2**20  # one decoded float image
+    per_image = (res["big"]["delta_mb"] - res["small"]["delta_mb"]) / (n_big - n_small)
+    # holding the images (or their tensors) would cost >= image_mb per extra image
+    assert per_image < 0.25 * image_mb, f"peak RSS grew {per_image * 1024:.0f} KiB per extra image ({res})"
