@@ -74,7 +74,7 @@ def test_resume_after_an_interrupted_encode_gives_the_same_store(phantom_dir, ti
         _encode(phantom_dir, tiny_prior, out)
     with pytest.raises(StoreError, match="incomplete .2 of 4 shards"):
         LatentStore(str(out))
-    assert sorted(os.listdir(out / "shards")) == ["latents-00000.npy", "latents-00001.npy", "ok-00000.npy", "ok-00001.npy"]
+    assert sorted(os.listdir(out / "shards")) == ["latents-00000.npy", "latents-00001.npy", "ok-00000.npy", "ok-00001.npy", "sha256-00000.json", "sha256-00001.json"]
     monkeypatch.setattr(cd.CsvImageDataset, "__getitem__", real)
     before = os.path.getmtime(out / "shards" / "latents-00000.npy")
     resumed = LatentStore(_encode(phantom_dir, tiny_prior, out))
@@ -126,6 +126,54 @@ def test_corrupt_store_is_detected(phantom_dir, tiny_prior, tmp_path):
         LatentStore(out)
     with pytest.raises(StoreError, match="not a latent store"):
         LatentStore(str(tmp_path))
+
+
+def test_bit_flipped_and_truncated_shards_are_caught_on_read_and_re_encoded_on_resume(phantom_dir, tiny_prior, tmp_path, caplog):
+    """A flipped payload byte keeps the shard's size and header: only a checksum sees it. A
+    truncated shard must not survive a rerun of the same encode, which used to report success."""
+    import logging
+
+    out = _encode(phantom_dir, tiny_prior, tmp_path / "s")
+    ref = LatentStore(out)
+    want = [ref[i][0].clone() for i in range(len(ref))]
+    m = read_manifest(out)
+    assert len(m["shard_sha256"]) == m["n_shards"] == 4
+    flipped = os.path.join(out, "shards", "latents-00001.npy")
+    with open(flipped, "r+b") as f:
+        f.seek(os.path.getsize(flipped) - 7)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x10]))
+    truncated = os.path.join(out, "shards", "latents-00003.npy")
+    with open(truncated, "r+b") as f:
+        f.truncate(os.path.getsize(truncated) - 4)
+    store = LatentStore(out)
+    store[0]  # shard 0 is whole
+    with pytest.raises(StoreError, match="latents-00001.npy is corrupt"):
+        store[40]
+    with caplog.at_level(logging.WARNING, logger="ltbench"):
+        _encode(phantom_dir, tiny_prior, out)  # the same command again
+    assert "shard 1" in caplog.text and "shard 3" in caplog.text and "shard 0 " not in caplog.text
+    again = LatentStore(out)
+    assert all(torch.equal(again[i][0], want[i]) for i in range(len(again)))
+    assert read_manifest(out)["shard_sha256"] == m["shard_sha256"]
+
+
+def test_manifest_fields_are_validated(phantom_dir, tiny_prior, tmp_path):
+    import json
+
+    out = _encode(phantom_dir, tiny_prior, tmp_path / "s")
+    path = os.path.join(out, "manifest.json")
+    good = json.load(open(path))
+    for key, bad in (("latent_shape", None), ("latent_shape", [4, 8]), ("n", "120"), ("dtype", "int8"), ("shard_sha256", [])):
+        with open(path, "w") as f:
+            json.dump({**good, key: bad}, f)
+        with pytest.raises(StoreError, match=f"manifest.json is corrupt: {key} = "):
+            LatentStore(out)
+    with open(path, "w") as f:
+        json.dump(good, f)
+    with pytest.raises(StoreError, match="has no split 'nosuch'.*'train'"):
+        LatentStore(out, split="nosuch")
 
 
 def test_skipped_images_are_left_out_and_reported(phantom_dir, tiny_prior, tmp_path):

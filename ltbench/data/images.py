@@ -6,6 +6,9 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 
+MAX_ASPECT = 4  # resize-then-crop up to this aspect ratio; crop first beyond it (bounded memory)
+
+
 class ImageReadError(OSError):
     """An image file is missing, truncated or not an image; names the file."""
 
@@ -41,7 +44,8 @@ def to_model_input(img: np.ndarray, size: int, channels: int, value_range=(-1.0,
     """float[H, W] or float[H, W, 3] in [0, 1] -> Tensor[channels, size, size].
 
     Shorter side resized to ``size`` (antialiased bilinear), centre crop, values mapped to
-    ``value_range`` (Stable Diffusion's VAE takes [-1, 1])."""
+    ``value_range`` (Stable Diffusion's VAE takes [-1, 1]). Beyond ``MAX_ASPECT`` : 1 the
+    centred square is taken before resizing (the same crop, without a huge intermediate)."""
     t = torch.from_numpy(np.ascontiguousarray(img))
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
     if channels == 1 and t.shape[0] == 3:
@@ -51,6 +55,14 @@ def to_model_input(img: np.ndarray, size: int, channels: int, value_range=(-1.0,
     elif channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     h, w = t.shape[-2:]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        # extreme aspect ratio (a 1 x 100000 strip): resizing the short side first would
+        # allocate size x (size * aspect) floats; take the centred square first, so memory is
+        # bounded by the image and size^2 whatever the shape
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        t = t[:, top : top + s, left : left + s]
+        h, w = s, s
     if (h, w) != (size, size):
         scale = size / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))

@@ -158,6 +158,8 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
     from tqdm.auto import tqdm
 
     rank, world = rank_world()
+    if len(train) == 0:
+        raise ValueError("the training set of iterated learning is empty (check --split)")
     z0 = train[0][0]
     y_all = label_matrix(train)
     n, k = y_all.shape

@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ltbench.data.csv_dataset import CsvImageDataset, collate_skip_none
-from ltbench.data.store import FORMAT, LABELS, VERSION, ShardWriter, StoreError, identity_mismatch, read_manifest, shard_done, write_manifest
+from ltbench.data.store import FORMAT, LABELS, VERSION, ShardWriter, StoreError, identity_mismatch, read_checksum, read_manifest, shard_checksum_problem, shard_done, write_manifest
 from ltbench.prior.vae import load_vae, resolve_device, vae_identity
 from ltbench.utils.dist import barrier, rank_world
-from ltbench.utils.io import atomic_write_text, sha256_file
+from ltbench.utils.io import atomic_write_text, clean_stale_tmp, sha256_file
 
 from ltbench.config import opt
 
@@ -88,10 +88,19 @@ def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg
     }
     if rank == 0:
         _prepare(out, manifest, overwrite)
+        clean_stale_tmp(out)  # temporary shard files of a killed run (never a live writer's)
         atomic_write_text(os.path.join(out, LABELS), dataset.frame.to_csv(index=False))
     barrier()
 
-    mine = [s for s in range(n_shards) if s % world == rank and not shard_done(out, s)]
+    mine = []
+    for s in range(n_shards):
+        if s % world != rank:
+            continue
+        problem = shard_checksum_problem(out, s)  # every shard found is verified: corrupt ones are re-encoded
+        if problem is not None:
+            if problem != "missing":
+                log.warning("latent store shard %d of %s: %s; re-encoding it", s, out, problem)
+            mine.append(s)
     done_before = sum(1 for s in range(n_shards) if s % world == rank) - len(mine)
     skipped_total = 0
     t0 = time.time()
@@ -126,9 +135,13 @@ def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg
     log.info("encoded %d shards (%d were already done) in %.1fs", len(mine), done_before, time.time() - t0)
     barrier()
     if rank == 0:
-        missing = [s for s in range(n_shards) if not shard_done(out, s)]
+        missing = [s for s in range(n_shards) if not shard_done(out, s, verify=False)]
         if missing:
             raise StoreError(f"encode finished but shards {missing[:5]} are missing (another rank failed?)")
+        sums = [read_checksum(out, s) for s in range(n_shards)]
+        if any(c is None for c in sums):
+            raise StoreError(f"encode finished but the checksums of shards {[s for s, c in enumerate(sums) if c is None][:5]} are missing")
+        manifest["shard_sha256"] = sums
         manifest["complete"] = True
         write_manifest(out, manifest)
     return out

@@ -33,9 +33,14 @@ def check_pipeline_folder(path: str) -> str:
     index = os.path.join(path, "model_index.json")
     if not os.path.isfile(index):
         raise FileNotFoundError(f"{path} is not a diffusers pipeline folder: no model_index.json")
-    with open(index) as f:
-        listed = json.load(f)
-    missing = [c for c in COMPONENTS if c not in listed or listed[c] is None or listed[c][0] is None]
+    try:
+        with open(index) as f:
+            listed = json.load(f)
+        if not isinstance(listed, dict):
+            raise ValueError("not a JSON object")
+        missing = [c for c in COMPONENTS if c not in listed or listed[c] is None or listed[c][0] is None]
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ValueError(f"{index} is malformed ({exc})") from None
     missing += [c for c in COMPONENTS if c not in missing and not os.path.isdir(os.path.join(path, c))]
     if missing:
         raise FileNotFoundError(f"prior {path} is incomplete: missing component(s) {missing} (a Stable Diffusion folder has {list(COMPONENTS)})")

@@ -33,7 +33,8 @@ from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, NA_XRV, ORACLE_E
 from ltbench.eval.fidelity import label_fidelity
 from ltbench.reproduce.presets import ALL_ROWS, Table1Preset
 from ltbench.reproduce.provenance import metadata
-from ltbench.utils.io import atomic_path, atomic_write_json, sha256_file
+from ltbench.utils.io import atomic_path, atomic_write_json, clean_stale_tmp, sha256_file
+from ltbench.utils.lock import FileLock
 
 log = logging.getLogger("ltbench.reproduce")
 SCHEMA = "ltbench.table1.cell/2"
@@ -464,6 +465,7 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out} is a file, not a folder")
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
+    clean_stale_tmp(out)  # temporary files of a killed run (never a live one's)
     load_cells(out)  # every cell already on disk must be readable before any expensive stage
     ctx = Context(preset, out, progress)
     cells = [(r, s) for r in preset.rows for s in range(preset.seeds)]
@@ -486,29 +488,60 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
             todo.append((r, s))
     if todo:
         ctx.load_data()
+    ran, by_others = [], []
     with tqdm(total=len(cells), initial=len(done), desc="table1 cells", unit="cell", disable=not progress) as bar:
-        for r, s in todo:
-            bar.set_postfix_str(cell_key(r, s))
-            t = time.perf_counter()
-            cell = run_cell(ctx, r, s)
-            cell["results"]["cell_seconds"] = round(time.perf_counter() - t, 2)
-            res = cell["results"]
-            for stage, v in (("generate_s", res["cost"]["generate_seconds"]), ("metrics_s", res["metrics_seconds"]), ("classifier_s", res["classifier_seconds"])):
-                ctx.timings[stage] = round(ctx.timings.get(stage, 0.0) + v, 2)  # summed over this invocation's cells
-            atomic_write_json(os.path.join(out, "cells", cell_key(r, s) + ".json"), cell)
-            log.info("cell %s done in %.0fs", cell_key(r, s), time.perf_counter() - t)
-            bar.update(1)
-    run_info = _update_run_json(out, preset, ctx, time.perf_counter() - t0, ran=[cell_key(r, s) for r, s in todo])
-    render(out, rows=preset.rows, seeds=preset.seeds, run_info=run_info)
-    return {"ran": [cell_key(r, s) for r, s in todo], "reused": done, "seconds": round(time.perf_counter() - t0, 1)}
+        pending = list(todo)
+        while pending:
+            progressed = False
+            for r, s in list(pending):
+                key = cell_key(r, s)
+                path = os.path.join(out, "cells", key + ".json")
+                if os.path.exists(path):  # computed meanwhile by a process sharing --out
+                    pending.remove((r, s))
+                    by_others.append(key)
+                    bar.update(1)
+                    progressed = True
+                    continue
+                lock = FileLock(path + ".lock")
+                if not lock.try_acquire():  # another process is computing this cell: come back to it
+                    continue
+                try:
+                    if os.path.exists(path):
+                        continue
+                    bar.set_postfix_str(key)
+                    t = time.perf_counter()
+                    cell = run_cell(ctx, r, s)
+                    cell["results"]["cell_seconds"] = round(time.perf_counter() - t, 2)
+                    res = cell["results"]
+                    for stage, v in (("generate_s", res["cost"]["generate_seconds"]), ("metrics_s", res["metrics_seconds"]), ("classifier_s", res["classifier_seconds"])):
+                        ctx.timings[stage] = round(ctx.timings.get(stage, 0.0) + v, 2)  # summed over this invocation's cells
+                    atomic_write_json(path, cell)
+                    log.info("cell %s done in %.0fs", key, time.perf_counter() - t)
+                    ran.append(key)
+                finally:
+                    lock.release()
+                pending.remove((r, s))
+                bar.update(1)
+                progressed = True
+            if pending and not progressed:
+                time.sleep(2.0)  # every remaining cell is being computed by another process
+    with FileLock(os.path.join(out, "run.json.lock")):
+        run_info = _update_run_json(out, preset, ctx, time.perf_counter() - t0, ran=ran)
+        render(out, rows=preset.rows, seeds=preset.seeds, run_info=run_info)
+    return {"ran": ran, "reused": done, "by_others": by_others, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: float, ran: list) -> dict:
     path = os.path.join(out, "run.json")
     prev = {}
     if os.path.exists(path):
-        with open(path) as f:
-            prev = json.load(f)
+        try:
+            with open(path) as f:
+                prev = json.load(f)
+            if not isinstance(prev, dict) or not isinstance(prev.get("invocations", []), list):
+                raise ValueError("not a run record")
+        except ValueError as exc:
+            raise ValueError(f"{path} is malformed ({exc}); delete it (the cells are kept and the table re-renders)") from None
     history = prev.get("invocations", []) + [{"seconds": round(seconds, 1), "cells_run": ran, "stage_timings": ctx.timings, "metadata": metadata(None)}]
     info = {"preset": preset.name, "config": dataclasses.asdict(preset), "invocations": history}
     if preset.oracle:

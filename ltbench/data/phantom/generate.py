@@ -132,6 +132,8 @@ def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress:
     def same(prev):  # same config and same renderer: the same bytes
         return prev is not None and prev.get("config") == meta["config"] and prev.get("renderer") == RENDERER_VERSION
 
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"--out {out} is a file, not a dataset folder; choose another path (--overwrite never deletes a file)")
     if os.path.exists(out):
         prev = _read_meta(out)
         if same(prev) and os.path.exists(os.path.join(out, LABELS_CSV)):
