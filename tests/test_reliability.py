@@ -277,3 +277,15 @@ def test_a_diverged_iterated_learning_fit_stops_with_the_step_named(tmp_path):
     ds = TensorDataset(z, y, torch.arange(64))
     with pytest.raises(ILDivergedError, match="interaction loss is nan in generation 0"):
         train_il(ds, None, ILConfig(generations=1, ngf=8, max_depth=2, batch_size=64), str(tmp_path / "il"), progress=False)
+
+
+def test_empty_inputs_are_refused_not_written(tmp_path):
+    """A header-only labels CSV used to give a 0-row latent store; `--n 0` an empty phantom."""
+    import pandas as pd
+
+    _one_line_error(_cli("data", "phantom", "--n", "0", "--out", str(tmp_path / "p")), "n must be >= 1")
+    assert not (tmp_path / "p").exists()
+    data = str(tmp_path / "d")
+    assert _cli("data", "phantom", "--n", "20", "--size", "64", "--out", data, "--quiet").returncode == 0
+    pd.read_csv(os.path.join(data, "labels.csv")).head(0).to_csv(tmp_path / "header.csv", index=False)
+    _one_line_error(_cli("encode", "--data", data, "--csv", str(tmp_path / "header.csv"), "--prior", "phantom", "--out", str(tmp_path / "s"), "--quiet"), "header.csv has a header but no rows")

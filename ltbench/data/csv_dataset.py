@@ -78,6 +78,8 @@ class CsvImageDataset(Dataset):
             raise FileNotFoundError(f"image root not found or not a folder: {root}")
         self.root, self.classes, self.image, self.path_column = root, tuple(classes), image, path_column
         df = read_labels(csv, self.classes, path_column, image.uncertain)
+        if df.empty:
+            raise ValueError(f"{csv} has a header but no rows")
         if split is not None:
             if "split" not in df.columns:
                 raise KeyError(f"{csv} has no 'split' column, so split={split!r} cannot be selected")

@@ -22,8 +22,8 @@ class PhantomConfig:
     min_test_positives: int = opt(5, "every class appears at least this often in test, so tail AP is defined")
 
     def __post_init__(self):
-        if self.n < 0:
-            raise ValueError(f"n must be >= 0, got {self.n}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
         if self.size < 16 or self.size > 512 or self.size & (self.size - 1):
             raise ValueError(f"phantom size must be a power of two in [16, 512], got {self.size}")
         if not 0.0 <= self.min_strength <= 1.0:
