@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from ltbench.reproduce import provenance
-from ltbench.reproduce.benchtable import readme_block, render
+from ltbench.reproduce.benchtable import readme_block
 
 ROOT = provenance.REPO_ROOT
 BENCH_FILES = sorted(glob.glob(os.path.join(ROOT, "results", "benchmarks", "*.json")))
@@ -61,9 +61,10 @@ def test_table1_default_cells_match_the_shipped_weights_and_renderer():
         assert inputs == now, f"{os.path.basename(path)} was computed from other weights or renderer: rerun python -m ltbench.reproduce table1 --out results/table1-default"
 
 
-def test_readme_ops_table_is_the_rendering_of_the_committed_json():
-    with open(os.path.join(ROOT, "results", "benchmarks", "ops-cpu.json")) as f:
-        table = render(json.load(f))
+@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation"])
+def test_readme_benchmark_figures_are_the_rendering_of_the_committed_json(name):
+    from ltbench.reproduce.benchtable import rendered_blocks
+
     with open(os.path.join(ROOT, "README.md")) as f:
-        block = readme_block(f.read())
-    assert block == table, "README's ops table differs from results/benchmarks/ops-cpu.json: python -m ltbench.reproduce.benchtable results/benchmarks/ops-cpu.json --readme README.md"
+        block = readme_block(f.read(), name)
+    assert block == rendered_blocks()[name], f"README's {name} block differs from results/benchmarks: python -m ltbench.reproduce.benchtable --readme README.md"

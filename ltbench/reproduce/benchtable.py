@@ -1,10 +1,11 @@
-"""Render the fused-op benchmark JSON (``results/benchmarks/ops-cpu.json``) as the README's
-table, so the README's figures are generated, never typed:
+"""Render the committed benchmark JSONs (``results/benchmarks/``) into the README, so its
+benchmark figures are generated, never typed:
 
-    python -m ltbench.reproduce.benchtable results/benchmarks/ops-cpu.json --readme README.md
+    python -m ltbench.reproduce.benchtable --readme README.md
 
-replaces the block between ``<!-- ops-table begin -->`` and ``<!-- ops-table end -->``.
-``tests/test_results_fresh.py`` checks that the README's block is this rendering.
+replaces each block between ``<!-- NAME begin -->`` and ``<!-- NAME end -->``: ``ops-table``
+(ops-cpu.json), ``prior-cost`` (prior-cpu.json), ``il-generation`` (il-generation-cpu.json).
+``tests/test_results_fresh.py`` checks that every block is this rendering.
 """
 
 import argparse
@@ -12,7 +13,10 @@ import json
 import re
 import sys
 
+import os
+
 BEGIN, END = "<!-- ops-table begin -->", "<!-- ops-table end -->"
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "results", "benchmarks")
 OPS = {
     "mask_fuse": ("a-formula", "b-where", "c-compiled", "d-ltbench", "d-ltbench-out"),
     "channel_sample": ("a-softmax-multinomial-onehot", "b-inverse-cdf", "c-compiled-inverse-cdf", "c-compiled-gumbel", "d-ltbench"),
@@ -63,34 +67,73 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, table: str) -> str:
-    pat = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+def render_prior(data: dict) -> str:
+    by = {b["extra_info"]["mode"]: b for b in data["benchmarks"]}
+    meta = data.get("ltbench", {})
+    parts = [f"{m} {by[m]['extra_info']['samples_per_s']:.1f} samples/s ({by[m]['extra_info']['unet_evals_per_sample']:.0f} UNet evaluations per sample)" for m in ("t2i@75", "refine@1", "refine@5") if m in by]
+    n = next(iter(by.values()))["extra_info"]["samples"]
+    return (f"Cost on the shipped prior (`{meta.get('command', 'pytest benchmarks/test_bench_prior.py --benchmark-only')}` at "
+            f"{meta.get('git_sha', '?')[:12]}, CPU; {n} samples, decoding included): " + ", ".join(parts) + ".")
+
+
+def render_il(data: dict) -> str:
+    by = {b["extra_info"]["backend"]: b["extra_info"] for b in data["benchmarks"]}
+    meta = data.get("ltbench", {})
+    f, r = by.get("fused"), by.get("reference")
+    text = (f"One IL generation at the default phantom size ({f['rows']:,} latents, `IL_PRESETS[\"phantom\"]`; "
+            f"`{meta.get('command', 'pytest benchmarks/test_bench_method.py --benchmark-only')}` at {meta.get('git_sha', '?')[:12]}, "
+            f"CPU kernels {meta.get('cpu_isa')}): two generations took {f['seconds_two_generations']:.1f} s with the fused ops")
+    if r:
+        text += f" vs {r['seconds_two_generations']:.1f} s with the references, in the same run (peak RSS {f['peak_rss_mb']:.0f} vs {r['peak_rss_mb']:.0f} MB)"
+    return text + ": on a CPU the U-Nets dominate, the ops barely matter."
+
+
+BLOCKS = {"ops-table": ("ops-cpu.json", render), "prior-cost": ("prior-cpu.json", render_prior), "il-generation": ("il-generation-cpu.json", render_il)}
+
+
+def _marks(name: str) -> tuple[str, str]:
+    return f"<!-- {name} begin -->", f"<!-- {name} end -->"
+
+
+def rendered_blocks(results: str = RESULTS) -> dict:
+    out = {}
+    for name, (fname, fn) in BLOCKS.items():
+        with open(os.path.join(results, fname)) as f:
+            out[name] = fn(json.load(f))
+    return out
+
+
+def replace_block(text: str, table: str, name: str = "ops-table") -> str:
+    begin, end = _marks(name)
+    pat = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     if not pat.search(text):
-        raise ValueError(f"no {BEGIN} ... {END} block")
-    return pat.sub(lambda _: f"{BEGIN}\n{table}\n{END}", text)
+        raise ValueError(f"no {begin} ... {end} block")
+    return pat.sub(lambda _: f"{begin}\n{table}\n{end}", text)
 
 
-def readme_block(text: str) -> str | None:
-    m = re.search(re.escape(BEGIN) + "\n(.*?)\n" + re.escape(END), text, re.S)
+def readme_block(text: str, name: str = "ops-table") -> str | None:
+    begin, end = _marks(name)
+    m = re.search(re.escape(begin) + "\n(.*?)\n" + re.escape(end), text, re.S)
     return m.group(1) if m else None
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ltbench.reproduce.benchtable", description=__doc__.split("\n\n")[0])
-    p.add_argument("json", help="pytest-benchmark JSON of the ops benchmarks")
-    p.add_argument("--readme", help="replace the ops table block of this file instead of printing")
+    p.add_argument("--results", default=RESULTS, help="folder of the benchmark JSONs (default: the repository's results/benchmarks)")
+    p.add_argument("--readme", help="replace the blocks of this file instead of printing")
     args = p.parse_args(argv)
     try:
-        with open(args.json) as f:
-            table = render(json.load(f))
+        blocks = rendered_blocks(args.results)
         if args.readme:
             with open(args.readme) as f:
                 text = f.read()
+            for name, table in blocks.items():
+                text = replace_block(text, table, name)
             from ltbench.utils.io import atomic_write_text
 
-            atomic_write_text(args.readme, replace_block(text, table))
+            atomic_write_text(args.readme, text)
         else:
-            print(table)
+            print("\n\n".join(blocks.values()))
     except (OSError, ValueError, KeyError) as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
