@@ -219,3 +219,41 @@ def test_dataset_read_from_files_runs_the_same_pipeline(tmp_path):
     assert n_test > 0
     with pytest.raises(FileNotFoundError, match="no such folder"):
         run_table1(dataclasses.replace(preset, data_root=str(tmp_path / "missing")), str(tmp_path / "run2"), progress=False)
+
+
+def _cells(out):
+    cells = {}
+    for f in glob.glob(os.path.join(out, "cells", "*.json")):
+        c = json.load(open(f))
+        r = c["results"]
+        cells[os.path.basename(f)] = (r["head_map"], r["tail_map"], r["average_precision"], r["tail_metrics"] and r["tail_metrics"]["oracle"]["mean"])
+    return cells
+
+
+def test_cells_fan_out_under_torchrun_and_shard_with_the_same_results(tmp_path):
+    """torchrun's processes claim the cells one by one; --shard i/n copies take k % n == i. Both
+    compute every cell once, and each cell equals the one-process run's."""
+    import shutil
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    args = ["table1", "--preset", "smoke", "--rows", "none,oversample,smote", "--seeds", "2", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # what torchrun gives each process: the same arithmetic
+    one, multi, sharded = (str(tmp_path / n) for n in ("one", "multi", "sharded"))
+    assert subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--out", one], env=env, capture_output=True).returncode == 0
+    r = subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "ltbench.reproduce", *args, "--out", multi], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    inv = json.load(open(os.path.join(multi, "run.json")))["invocations"]
+    assert sorted(i["rank"] for i in inv) == [0, 1] and all(i["world"] == 2 for i in inv)
+    ran = [set(i["cells_run"]) for i in inv]
+    assert not ran[0] & ran[1] and len(ran[0] | ran[1]) == 6
+    assert _cells(multi) == _cells(one)
+    for i in range(2):
+        r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--shard", f"{i}/2", "--out", sharded], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+    inv = json.load(open(os.path.join(sharded, "run.json")))["invocations"]
+    assert [len(i["cells_run"]) for i in inv] == [3, 3] and not set(inv[0]["cells_run"]) & set(inv[1]["cells_run"])
+    assert _cells(sharded) == _cells(one)
+    assert "| `smote` |" in open(os.path.join(sharded, "table1.md")).read()
+    bad = subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--shard", "2/2", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "0 <= I < N" in bad.stderr

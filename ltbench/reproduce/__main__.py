@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle", default=None, help="oracle folder/file for label fidelity and domain FID (default: the preset's; phantom: the shipped one)")
     p.add_argument("--inception-weights", default=None, help="torch-fidelity Inception weights file (default: its cache; absent = 'n/a')")
     p.add_argument("--device", default=None, help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--shard", default=None, metavar="I/N", help="compute only the cells k with k %% N == I (N copies started by a scheduler, e.g. a Slurm array; they may share --out). Under torchrun the processes share the cells without it")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
@@ -53,13 +54,17 @@ def main(argv=None) -> int:
     preset = dataclasses.replace(preset, **changes)
     out = args.out or f"runs/table1-{preset.name}"
     try:
-        summary = run_table1(preset, out, progress=not args.quiet)
+        from ltbench.reproduce.table1 import parse_shard
+
+        shard = parse_shard(args.shard) if args.shard else None
+        summary = run_table1(preset, out, progress=not args.quiet, shard=shard)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"python -m ltbench.reproduce table1: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"out": out, **summary}, indent=2))
-    with open(f"{out}/table1.md") as f:
-        print(f.read())
+    if summary.get("rank", 0) == 0:
+        with open(f"{out}/table1.md") as f:
+            print(f.read())
     return 0
 
 

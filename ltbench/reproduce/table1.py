@@ -86,8 +86,41 @@ class Context:
         """The preset's cell config plus the identity of the inputs it was computed from."""
         return {**self.preset.cell_config(row, seed), "inputs": self.inputs}
 
-    # data -------------------------------------------------------------------------------
+    # shared stages: computed once per --out, whatever the number of processes ------------
+    # Processes that share --out (torchrun ranks, --shard copies, two runs started at once)
+    # take a lock per stage: the first computes and caches it in work/, the others wait and
+    # read the cache.
+    def _stage(self, name: str) -> FileLock:
+        os.makedirs(self.work, exist_ok=True)
+        return FileLock(os.path.join(self.work, f".{name}.lock"))
+
     def load_data(self) -> None:
+        with self._stage("data"):
+            self._load_data_unlocked()
+
+    def latents(self) -> torch.Tensor:
+        if self._latents is None:
+            with self._stage("latents"):
+                self._latents_unlocked()
+        return self._latents
+
+    def fid_reference(self) -> dict:
+        with self._stage("fid_reference"):
+            return self._fid_reference_unlocked()
+
+    def heldout(self):
+        with self._stage("heldout"):
+            return self._heldout_unlocked()
+
+    def il_fit(self):
+        if self._il is None:
+            self.latents()
+            with self._stage("il"):
+                self._il_fit_unlocked()
+        return self._il
+
+    # data -------------------------------------------------------------------------------
+    def _load_data_unlocked(self) -> None:
         """Train and test images (uint8 [N, S, S]) and labels. The phantom preset renders them
         in memory; with ``data_root`` a registered dataset is read from its files (the paper's
         MIMIC-CXR-LT, or the phantom written by ``ltbench data phantom``), at most
@@ -163,7 +196,7 @@ class Context:
     def oracle_file(self) -> str | None:
         return _oracle_file(self.preset)
 
-    def latents(self) -> torch.Tensor:
+    def _latents_unlocked(self) -> torch.Tensor:
         """Train latents (posterior means, scaled) of the prior's VAE, cached."""
         if self._latents is None:
             from ltbench.prior.vae import vae_identity
@@ -184,7 +217,7 @@ class Context:
             self.timings["encode_s"] = round(time.perf_counter() - t, 2)
         return self._latents
 
-    def fid_reference(self) -> dict:
+    def _fid_reference_unlocked(self) -> dict:
         """Real images per tail class, at most ``fid_real_per_class`` each: on the in-memory
         phantom, freshly rendered images containing the class from a seed the benchmark never
         uses; on files, the test split's images of the class."""
@@ -208,7 +241,7 @@ class Context:
         d = np.load(path)
         return {c: d[_safe(c)] for c in self.tail}
 
-    def heldout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _heldout_unlocked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ``real`` row: ``n_per_class`` held-out real images per tail class, in ``tail``
         order, never in train, test or the FID reference. Returns (uint8 [M, H, W], labels
         uint8 [M, K], targets int[M]: the tail class index each image stands for). On the
@@ -238,7 +271,7 @@ class Context:
         d = np.load(path)
         return d["images"], d["labels"], d["targets"]
 
-    def il_fit(self):
+    def _il_fit_unlocked(self):
         """One fsa-il fit (iterated learning + CAMs) on the train latents, shared by the
         fsa-il rows; cached in ``work/il`` and ``work/cams`` (IL resumes per generation)."""
         if self._il is None:
@@ -453,13 +486,38 @@ def check_inputs(preset: Table1Preset) -> None:
             raise ValueError(f"row {row}: {spec['k']} refinement steps exceed the {preset.fusion.refine_schedule}-step schedule they are taken from")
 
 
-def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be I/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def run_table1(preset: Table1Preset, out: str, progress: bool = True, shard: tuple[int, int] | None = None) -> dict:
     """Run the missing cells of ``preset`` into ``out`` and render the table. Returns
-    {"ran": [...], "reused": [...], "seconds": float}."""
+    {"ran": [...], "reused": [...], "by_others": [...], "seconds": float}.
+
+    Scale-out: under ``torchrun --nproc_per_node=N`` every process works through the cells and
+    claims each with a lock file, so the cells are spread over the processes as they free up;
+    ``shard=(i, n)`` (``--shard i/n``, for n copies started by a scheduler: a Slurm array,
+    several nodes) takes the cells k with k % n == i. Either way the shared stages (data,
+    latents, the IL fit and CAMs, FID references) are computed once in ``out/work`` under a lock
+    and reused by all, every cell is computed once, and each process re-renders the table from
+    whatever cells are on disk when it finishes (the last one renders the complete table)."""
     from tqdm.auto import tqdm
 
     from ltbench.reproduce.report import render
+    from ltbench.utils.dist import rank_world
 
+    rank, world = rank_world()
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if world > 1 and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())  # "cuda" is this rank's GPU
+    progress = progress and local_rank == 0
     check_inputs(preset)
     t0 = time.perf_counter()
     if os.path.exists(out) and not os.path.isdir(out):
@@ -469,6 +527,8 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
     load_cells(out)  # every cell already on disk must be readable before any expensive stage
     ctx = Context(preset, out, progress)
     cells = [(r, s) for r in preset.rows for s in range(preset.seeds)]
+    if shard is not None:
+        cells = [c for k, c in enumerate(cells) if k % shard[1] == shard[0]]
     done, todo = [], []
     for r, s in cells:
         path = os.path.join(out, "cells", cell_key(r, s) + ".json")
@@ -528,7 +588,7 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True) -> dict:
     with FileLock(os.path.join(out, "run.json.lock")):
         run_info = _update_run_json(out, preset, ctx, time.perf_counter() - t0, ran=ran)
         render(out, rows=preset.rows, seeds=preset.seeds, run_info=run_info)
-    return {"ran": ran, "reused": done, "by_others": by_others, "seconds": round(time.perf_counter() - t0, 1)}
+    return {"ran": ran, "reused": done, "by_others": by_others, "seconds": round(time.perf_counter() - t0, 1), "rank": rank, "world": world, "shard": f"{shard[0]}/{shard[1]}" if shard else None}
 
 
 def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: float, ran: list) -> dict:
@@ -542,7 +602,10 @@ def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: floa
                 raise ValueError("not a run record")
         except ValueError as exc:
             raise ValueError(f"{path} is malformed ({exc}); delete it (the cells are kept and the table re-renders)") from None
-    history = prev.get("invocations", []) + [{"seconds": round(seconds, 1), "cells_run": ran, "stage_timings": ctx.timings, "metadata": metadata(None)}]
+    from ltbench.utils.dist import rank_world
+
+    rank, world = rank_world()
+    history = prev.get("invocations", []) + [{"seconds": round(seconds, 1), "cells_run": ran, "rank": rank, "world": world, "stage_timings": ctx.timings, "metadata": metadata(None)}]
     info = {"preset": preset.name, "config": dataclasses.asdict(preset), "invocations": history}
     if preset.oracle:
         from ltbench.eval.oracle import oracle_json
