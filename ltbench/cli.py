@@ -212,6 +212,21 @@ def _augment_registered(args, cfg, store, classes, head, tail, prior) -> int:
     return 0
 
 
+def _cmd_presets(args) -> int:
+    from ltbench.presets import describe
+
+    rows = describe()
+    if args.kind:
+        rows = [r for r in rows if r["kind"] == args.kind]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for r in rows:
+        sets = ", ".join(f"{k}={v!r}" for k, v in r["sets"].items() if k != "name") or "(the defaults)"
+        print(f"{r['kind']:8s} {r['name']:20s} {sets}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ltbench.data.csv_dataset import ImageConfig
     from ltbench.data.phantom import PhantomConfig
@@ -323,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_args(au, FusionConfig, exclude=("refine_steps",), group="fusion")
     au.set_defaults(func=_cmd_augment)
+
+    pr = sub.add_parser("presets", help="list every named preset and what it sets", description="List every named preset (datasets, Table 1 runs, iterated learning, prior training) with the fields it sets beyond its config's defaults.")
+    pr.add_argument("--kind", choices=["dataset", "table1", "il", "prior"], default=None, help="only this kind")
+    pr.add_argument("--json", action="store_true", help="machine-readable output")
+    pr.set_defaults(func=_cmd_presets)
     return p
 
 

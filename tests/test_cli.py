@@ -41,3 +41,15 @@ def test_option_help_comes_from_the_config_fields():
 
     with pytest.raises(TypeError, match="Undocumented.bare has no help"):
         add_config_args(argparse.ArgumentParser(), Undocumented)
+
+
+def test_presets_lists_every_registry_with_what_each_sets():
+    import json
+
+    r = subprocess.run([sys.executable, "-m", "ltbench", "presets", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0
+    rows = {(x["kind"], x["name"]): x["sets"] for x in json.loads(r.stdout)}
+    assert {("table1", "default"), ("table1", "smoke"), ("table1", "paper"), ("il", "phantom"), ("prior", "phantom"), ("dataset", "phantom")} <= set(rows)
+    assert rows[("table1", "default")]["seeds"] == 4 and rows[("table1", "smoke")]["seeds"] == 1
+    assert rows[("prior", "phantom")] == {}  # the prior's preset is its config's defaults
+    assert "t2i_steps" not in rows[("table1", "paper")]  # RoentGen's 75 steps: one default, not restated
