@@ -1,4 +1,4 @@
-"""The compiled op library's build and dispatch path (probe op until the fused ops land)."""
+"""The compiled op library's build and dispatch path, through the build probe op."""
 
 import os
 import subprocess
