@@ -31,34 +31,25 @@ def registries() -> dict[str, dict]:
     return {"dataset": DATASETS, "table1": TABLE1_PRESETS, "il": IL_PRESETS, "prior": PRIOR_PRESETS}
 
 
-def _diff(obj, prefix: str = "") -> dict:
-    """Fields of a config dataclass that differ from the class's defaults (nested configs
-    compared field by field)."""
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING  # a required field: always shown
+
+
+def _diff(obj, prefix: str = "", defaults=None) -> dict:
+    """Fields of a config dataclass that differ from the class's defaults (or from the
+    ``defaults`` instance); nested configs are compared field by field."""
     out = {}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
-        if f.default is not dataclasses.MISSING:
-            d = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            d = f.default_factory()
-        else:
+        d = getattr(defaults, f.name) if defaults is not None else _default(f)
+        if dataclasses.is_dataclass(v) and type(v) is type(d):
+            out.update(_diff(v, prefix + f.name + ".", defaults=d))
+        elif d is dataclasses.MISSING or v != d:
             out[prefix + f.name] = v
-            continue
-        if dataclasses.is_dataclass(v) and dataclasses.is_dataclass(d) and type(v) is type(d):
-            out.update(_diff_against(v, d, prefix + f.name + "."))
-        elif v != d:
-            out[prefix + f.name] = v
-    return out
-
-
-def _diff_against(v, d, prefix: str) -> dict:
-    out = {}
-    for f in dataclasses.fields(v):
-        a, b = getattr(v, f.name), getattr(d, f.name)
-        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
-            out.update(_diff_against(a, b, prefix + f.name + "."))
-        elif a != b:
-            out[prefix + f.name] = a
     return out
 
 

@@ -65,7 +65,8 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -96,7 +97,7 @@ def clean_stale_tmp(root: str, recursive: bool = True) -> list[str]:
                 host, pid = None, None
             try:
                 if host == me and pid is not None:
-                    stale = pid != os.getpid() and not _pid_alive(pid)
+                    stale = pid != os.getpid() and not pid_alive(pid)
                 else:
                     stale = time.time() - os.path.getmtime(path) > (_FOREIGN_TMP_AGE_S if host else 3600)
                 if stale:

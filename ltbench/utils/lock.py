@@ -10,19 +10,11 @@ import os
 import socket
 import time
 
+from ltbench.utils.io import pid_alive
+
 
 def _host() -> str:
     return socket.gethostname() or "host"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FileLock:
@@ -43,7 +35,7 @@ class FileLock:
         if not owner:
             return False
         if owner.get("host") == _host() and isinstance(owner.get("pid"), int):
-            return owner["pid"] != os.getpid() and not _alive(owner["pid"])
+            return owner["pid"] != os.getpid() and not pid_alive(owner["pid"])
         return False
 
     def try_acquire(self) -> bool:

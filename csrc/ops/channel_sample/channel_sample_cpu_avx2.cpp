@@ -1,18 +1,4 @@
-// The AVX2 + FMA copy of channel_sample's CPU loops (common/cpu_isa.h). Headers first, so
-// only the loops below are compiled for AVX2; the shared math they inline is the same source.
-#if defined(__x86_64__) && defined(LTBENCH_AVX2_KERNELS)
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-
-#include <vector>
-
-#include "common/loops.h"
-#include "ops/channel_sample/channel_sample.h"
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define LTB_CPU_ISA isa_avx2
-#include "ops/channel_sample/channel_sample_cpu_kernels.h"
-#pragma GCC pop_options
-#endif
+// The AVX2 + FMA copy of channel_sample's CPU loops (common/cpu_isa_avx2.inc).
+#define LTB_AVX2_MATH "ops/channel_sample/channel_sample.h"
+#define LTB_AVX2_KERNELS "ops/channel_sample/channel_sample_cpu_kernels.h"
+#include "common/cpu_isa_avx2.inc"
