@@ -1,12 +1,19 @@
 """``t2i``: text-to-image from the diffusion prior, the paper's "RoentGEN@75": the tail class
 name as the prompt, 75 steps, guidance 4 (RoentGen's model card). ``X`` must be latents of
-the same prior; the samples are its latents, labelled with the prompted class."""
+the same prior; the samples are its latents, labelled with the prompted class.
+
+Sample i of tail class c starts from noise of its own seed (``sample_seed(seed, c, i)``, c
+the class's index in ``classes``) and
+DDIM is deterministic, so a sample does not depend on the batch size or on the number of
+processes: in a torchrun process group each rank makes every W-th sample and all ranks
+gather the whole set."""
 
 import numpy as np
 import torch
 
 from ltbench.augment import Augmenter, register_augmenter
 from ltbench.config import PAPER_N_PER_CLASS, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
+from ltbench.utils.dist import gather_shares, my_share, sample_generator
 
 
 @register_augmenter
@@ -22,13 +29,21 @@ class TextToImage(Augmenter):
             raise ValueError("t2i needs a prior (e.g. load_prior('phantom') or a RoentGen folder)")
         if tuple(X.shape[1:]) != tuple(self.prior.latent_shape):
             raise ValueError(f"X must be latents of the prior, shape [N, {', '.join(map(str, self.prior.latent_shape))}], got {list(X.shape)}")
-        out_x, out_y = [], []
-        for j, c in enumerate(self.tail):
-            z = self.prior.text_to_image([c] * self.n_per_class, steps=self.steps, guidance=self.guidance, seed=self.seed * 1000 + j, batch_size=self.batch_size)
-            lab = np.zeros((len(z), y.shape[1]), np.uint8)
-            lab[:, self.classes.index(c)] = 1
-            out_x.append(z)
-            out_y.append(lab)
-        if not out_x:
+        n, shape = self.n_per_class, tuple(self.prior.latent_shape)
+        total = n * len(self.tail)
+        if total == 0:
             return torch.zeros((0, *X.shape[1:])), np.zeros((0, y.shape[1]), np.uint8)
-        return torch.cat(out_x), np.concatenate(out_y)
+        mine = my_share(total)  # flat index j * n + i
+        out = []
+        for j, c in enumerate(self.tail):
+            idx = mine[mine // n == j] % n
+            if len(idx) == 0:
+                continue
+            k = self.classes.index(c)
+            noise = torch.stack([torch.randn(shape, generator=sample_generator(self.seed, k, int(i))) for i in idx])
+            out.append(self.prior.text_to_image([c] * len(idx), steps=self.steps, guidance=self.guidance, noise=noise, batch_size=self.batch_size))
+        z = gather_shares({"z": torch.cat(out) if out else torch.zeros((0, *shape))}, total)["z"]
+        lab = np.zeros((total, y.shape[1]), np.uint8)
+        for j, c in enumerate(self.tail):
+            lab[j * n : (j + 1) * n, self.classes.index(c)] = 1
+        return z, lab

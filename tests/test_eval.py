@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ltbench.eval.classifier import ClassifierConfig, average_precisions, head_tail_map, mean_interval, paired_batches, paired_interval, predict, train_classifier
+from ltbench.eval.classifier import ClassifierConfig, average_precisions, head_tail_map, mean_interval, paired_batches, paired_interval, predict, train_classifier, warm_start
 from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, ORACLE_EXTRACTOR, distribution_metrics, fid, inception_weights, register_extractors, tail_metrics
 from ltbench.eval.fidelity import label_fidelity
 from ltbench.eval.oracle import load_oracle
@@ -173,6 +173,26 @@ def test_paired_rows_start_from_the_same_weights():
     assert torch.allclose(a.features.conv0.weight, b.features.conv0.weight, atol=1e-9)
     with pytest.raises(ValueError, match="n_real"):
         train_classifier(x, y, cfg, n_real=0)
+
+
+def test_warm_start_is_every_rows_starting_point_and_learns_from_real_images_only():
+    x = torch.randint(0, 255, (40, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 2, (40, 2), dtype=torch.uint8)
+    w = warm_start(x[:30], y[:30], ClassifierConfig(steps=1, warm_steps=3, batch_size=4), seed=5)
+    cfg = ClassifierConfig(steps=1, warm_steps=3, batch_size=4, lr=1e-12)  # rows that do not move
+    fresh = train_classifier(x[:30], y[:30], cfg, seed=5).state_dict()
+    assert not torch.equal(w["features.conv0.weight"], fresh["features.conv0.weight"])  # warm != seeded init
+    a = train_classifier(x[:30], y[:30], cfg, seed=5, init=w)
+    b = train_classifier(x, y, cfg, seed=5, n_real=30, init=w)
+    for net in (a, b):  # lr ~ 0: each row's network is the warm start
+        assert torch.allclose(net.features.conv0.weight, w["features.conv0.weight"], atol=1e-9)
+    # the warm start moves the weights (lr > 0) and is a function of the seed and the data
+    cfg = ClassifierConfig(steps=1, warm_steps=2, batch_size=4)
+    w1, w2 = warm_start(x[:30], y[:30], cfg, seed=1), warm_start(x[:30], y[:30], cfg, seed=1)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert not torch.equal(w1["classifier.weight"], warm_start(x[10:], y[10:], cfg, seed=1)["classifier.weight"])
+    with pytest.raises(ValueError, match="warm_steps"):
+        warm_start(x, y, ClassifierConfig(steps=1, batch_size=4), seed=0)
 
 
 def test_densenet_harness_learns_a_separable_task():

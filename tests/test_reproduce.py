@@ -61,6 +61,10 @@ def test_smoke_cells_validate_and_carry_provenance(smoke_run):
     out, _, _ = smoke_run
     cells = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(out, "cells", "*.json")))]
     assert {c["config"]["row"] for c in cells} == set(DEFAULT_ROWS)
+    # the seed's shared classifier warm start is a cached stage, timed in run.json
+    assert os.path.getsize(os.path.join(out, "work", "classifier", "warm-seed0.pt")) > 1e6
+    timings = [i["stage_timings"] for i in json.load(open(os.path.join(out, "run.json")))["invocations"]]
+    assert any("classifier_warm_s" in t for t in timings)
     for c in cells:
         validate_cell(c)
         md = c["metadata"]

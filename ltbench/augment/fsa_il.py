@@ -16,6 +16,7 @@ from ltbench.augment import Augmenter, check_xy, register_augmenter
 from ltbench.method.cam import compute_cams
 from ltbench.method.fusion import FusionConfig, choose_partners, fuse_batch, thresholds
 from ltbench.method.il import ILConfig, label_matrix, train_il
+from ltbench.utils.dist import gather_shares, my_share, sample_generator
 
 
 @register_augmenter
@@ -62,32 +63,45 @@ class FsaIL(Augmenter):
 def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: FusionConfig, prior=None, oracle=None, record=None, progress: bool = False):
     """``cfg.n_per_class`` fused latents per tail class. Returns ``(z float32[M, C, H, W],
     labels uint8[M, K])``; with ``record`` its ``partners_`` gets (tail_pos, partner_pos,
-    head_class, tail_class) per sample and ``thresholds_`` the (tau_h, tau_l) used."""
+    head_class, tail_class) per sample and ``thresholds_`` the (tau_h, tau_l) used.
+
+    Sample i of tail class c draws its mask M^R (and p, SDEdit's noise) from its own seed,
+    ``sample_seed(cfg.seed, c, i)``; the tail examples and partners come from one stream
+    seeded by ``cfg.seed``. So a sample depends neither on the batch size nor on the number
+    of processes: in a torchrun process group each rank fuses, refines and labels every W-th
+    sample and all ranks gather the whole set."""
     from tqdm.auto import tqdm
 
     labels = label_matrix(dataset).astype(np.uint8)
     idx = {c: i for i, c in enumerate(classes)}
     head_i, tail_i = [idx[c] for c in head], [idx[c] for c in tail]
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     tau_h, tau_l = thresholds(cfg, rng)
     if cfg.refine_steps and prior is None:
         raise ValueError("refine_steps > 0 needs a prior (e.g. prior='phantom' or a RoentGen folder)")
     if cfg.label_policy == "oracle" and oracle is None:
         raise ValueError("label_policy='oracle' needs an oracle: a callable latents -> class probabilities")
     out_z, out_y, meta = [], [], []
-    for c in tqdm(tail_i, desc="fuse", disable=not progress):
+    n = cfg.n_per_class
+    mine = my_share(n * len(tail_i))  # this rank's samples (flat index j * n + i); all of them in one process
+    for j, c in enumerate(tqdm(tail_i, desc="fuse", disable=not progress)):
         pos = np.flatnonzero(labels[:, c] == 1)
         if len(pos) == 0:
             raise ValueError(f"tail class '{classes[c]}' has no examples to augment")
-        picks = np.concatenate([rng.permutation(pos) for _ in range(-(-cfg.n_per_class // len(pos)))])[: cfg.n_per_class]
+        # the class's tail examples and partners: drawn from ``rng`` on every rank alike
+        picks = np.concatenate([rng.permutation(pos) for _ in range(-(-n // len(pos)))])[:n]
         partners, hclass = choose_partners(picks, labels, cams, scores, head_i, cfg.partner_rule, cfg.knn, rng)
-        for s in range(0, len(picks), cfg.batch_size):
-            t, h = picks[s : s + cfg.batch_size], partners[s : s + cfg.batch_size]
+        meta += [(int(a), int(b), int(hc), c) for a, b, hc in zip(picks, partners, hclass)]
+        sel = mine[mine // n == j] % n
+        for s in range(0, len(sel), cfg.batch_size):
+            b = sel[s : s + cfg.batch_size]
+            t, h = picks[b], partners[b]
+            # sample i of class c draws its own randomness: M^R, p, SDEdit's noise
+            gens = [sample_generator(cfg.seed, c, int(i)) for i in b]
             z_t = torch.stack([dataset[int(i)][0] for i in t])
             z_h = torch.stack([dataset[int(i)][0] for i in h])
-            p = cfg.p if cfg.p_mode == "fixed" else float(torch.rand((), generator=gen))
-            z_f = fuse_batch(model, z_t, z_h, torch.from_numpy(np.asarray(cams[t], np.float32)), torch.from_numpy(np.asarray(cams[h], np.float32)), tau_h, tau_l, p, gen)
+            p = cfg.p if cfg.p_mode == "fixed" else torch.stack([torch.rand((), generator=g) for g in gens])
+            z_f = fuse_batch(model, z_t, z_h, torch.from_numpy(np.asarray(cams[t], np.float32)), torch.from_numpy(np.asarray(cams[h], np.float32)), tau_h, tau_l, p, gens)
             union = labels[t] | labels[h]
             if cfg.label_policy == "union":
                 y_new = union
@@ -97,17 +111,21 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
             else:
                 y_new = None
             if cfg.refine_steps:
-                prompts = [" ".join(classes[j] for j in np.flatnonzero(row)) for row in union]  # code: prompt = union label names
-                z_f = prior.refine(z_f, prompts, cfg.refine_steps, steps=cfg.refine_schedule, guidance=cfg.refine_guidance, mode=cfg.refine_mode, seed=int(rng.integers(2**31)))
+                prompts = [" ".join(classes[k] for k in np.flatnonzero(row)) for row in union]  # code: prompt = union label names
+                noise = torch.stack([torch.randn(z_f.shape[1:], generator=g) for g in gens]) if cfg.refine_mode == "sdedit" else None
+                z_f = prior.refine(z_f, prompts, cfg.refine_steps, steps=cfg.refine_schedule, guidance=cfg.refine_guidance, mode=cfg.refine_mode, noise=noise)
             if y_new is None:
                 y_new = (np.asarray(oracle(z_f)) > 0.5).astype(np.uint8)
             out_z.append(z_f)
-            out_y.append(y_new)
-            meta += [(int(a), int(b), int(hc), c) for a, b, hc in zip(t, h, hclass[s : s + cfg.batch_size])]
+            out_y.append(np.asarray(y_new, np.uint8))
     if record is not None:
         record.partners_ = np.asarray(meta, dtype=np.int64).reshape(-1, 4)
         record.thresholds_ = (tau_h, tau_l)
-    if not out_z:
+    total = n * len(tail_i)
+    if total == 0:
         shape = tuple(dataset[0][0].shape)
         return torch.zeros((0, *shape)), np.zeros((0, len(classes)), np.uint8)
-    return torch.cat(out_z), np.concatenate(out_y).astype(np.uint8)
+    shape = tuple(dataset[0][0].shape)
+    part = {"z": torch.cat(out_z) if out_z else torch.zeros((0, *shape)), "y": np.concatenate(out_y) if out_y else np.zeros((0, len(classes)), np.uint8)}
+    full = gather_shares(part, total)
+    return full["z"], full["y"].astype(np.uint8)

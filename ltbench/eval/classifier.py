@@ -28,7 +28,8 @@ from ltbench.config import opt
 class ClassifierConfig:
     arch: str = opt("densenet121", "torchvision architecture (the paper's classifier)")
     input_size: int = opt(32, "px the images are resized to (area); the paper trains at 224+")
-    steps: int = opt(150, "optimiser steps: the budget, the same for every row")
+    steps: int = opt(150, "optimiser steps per row: the budget, the same for every row (from the warm start when warm_steps > 0)")
+    warm_steps: int = opt(0, "steps on the real train images alone, once per seed, shared by every row of the seed as its starting point (0: every row trains from scratch)")
     batch_size: int = opt(64, "images per step")
     lr: float = opt(2e-3, "peak of a one-cycle schedule, AdamW")
     weight_decay: float = opt(1e-4, "AdamW")
@@ -39,8 +40,8 @@ class ClassifierConfig:
     def __post_init__(self):
         if self.arch not in ("densenet121",):
             raise ValueError(f"classifier arch must be 'densenet121', got {self.arch!r}")
-        if self.steps < 1 or self.batch_size < 2 or self.input_size < 16:
-            raise ValueError("steps >= 1, batch_size >= 2 and input_size >= 16 are required")
+        if self.steps < 1 or self.warm_steps < 0 or self.batch_size < 2 or self.input_size < 16:
+            raise ValueError("steps >= 1, warm_steps >= 0, batch_size >= 2 and input_size >= 16 are required")
 
 
 def make_densenet(n_classes: int, in_ch: int = 1) -> torch.nn.Module:
@@ -89,12 +90,7 @@ def paired_batches(n_real: int, n_generated: int, steps: int, batch_size: int, s
         yield torch.where(coin, gen, real)
 
 
-def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(), seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121", n_real: int | None = None) -> torch.nn.Module:
-    """Train on images [N, H, W] (uint8 or float [0, 1]) and 0/1 labels [N, K]: the first
-    ``n_real`` rows are the real train set, the rest generated (None: all real). Seeded init;
-    batches from ``paired_batches``. Returns the network in eval mode."""
-    from tqdm.auto import tqdm
-
+def _check_train_inputs(images, labels, n_real):
     x = _as_images(images)
     y = torch.as_tensor(np.asarray(labels)).float()
     if y.ndim != 2 or len(y) != len(x):
@@ -104,19 +100,50 @@ def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(),
     n_real = len(x) if n_real is None else n_real
     if not 0 < n_real <= len(x):
         raise ValueError(f"n_real must be in [1, {len(x)}], got {n_real}")
-    torch.manual_seed(seed)
-    net = make_densenet(y.shape[1]).to(device).to(memory_format=torch.channels_last)
+    return x, y, n_real
+
+
+def _fit(net, x, y, n_real: int, steps: int, cfg: ClassifierConfig, seed: int, device: str, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     net.train()
-    batches = paired_batches(n_real, len(x) - n_real, cfg.steps, cfg.batch_size, seed)
-    for b in tqdm(batches, total=cfg.steps, desc=desc, unit="step", disable=not progress, leave=False):
+    batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed)
+    for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
         loss = F.binary_cross_entropy_with_logits(net(_prep(x[b], cfg).to(device)), y[b].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
     return net.eval()
+
+
+def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121 warm start") -> dict:
+    """The shared starting point of one seed's rows: a seeded DenseNet121 trained
+    ``cfg.warm_steps`` steps (its own one-cycle schedule) on the REAL train images alone.
+    Returns its state dict (CPU tensors), for ``train_classifier(..., init=)``."""
+    if cfg.warm_steps < 1:
+        raise ValueError("warm_start needs cfg.warm_steps >= 1")
+    x, y, _ = _check_train_inputs(images, labels, None)
+    torch.manual_seed(seed)
+    net = make_densenet(y.shape[1]).to(device).to(memory_format=torch.channels_last)
+    _fit(net, x, y, len(x), cfg.warm_steps, cfg, seed + 15485863, device, progress, desc)
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(), seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121", n_real: int | None = None, init: dict | None = None) -> torch.nn.Module:
+    """Train on images [N, H, W] (uint8 or float [0, 1]) and 0/1 labels [N, K]: the first
+    ``n_real`` rows are the real train set, the rest generated (None: all real). Seeded init,
+    or ``init`` (a ``warm_start`` state dict: the seed's shared starting point); then
+    ``cfg.steps`` steps of batches from ``paired_batches``. Returns the network in eval mode."""
+    x, y, n_real = _check_train_inputs(images, labels, n_real)
+    torch.manual_seed(seed)
+    net = make_densenet(y.shape[1])
+    if init is not None:
+        net.load_state_dict(init)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    return _fit(net, x, y, n_real, cfg.steps, cfg, seed, device, progress, desc)
 
 
 @torch.no_grad()

@@ -115,11 +115,20 @@ def thresholds(cfg: FusionConfig, rng: np.random.Generator) -> tuple[float, floa
 
 
 @torch.no_grad()
-def fuse_batch(model, z_t: torch.Tensor, z_h: torch.Tensor, cam_t: torch.Tensor, cam_h: torch.Tensor, tau_h: float, tau_l: float, p: float, gen: torch.Generator) -> torch.Tensor:
+def fuse_batch(model, z_t: torch.Tensor, z_h: torch.Tensor, cam_t: torch.Tensor, cam_h: torch.Tensor, tau_h: float, tau_l: float, p, gen) -> torch.Tensor:
     """Eq. 6-13 for a batch: latents Tensor[B, C, H, W] of tail and partner, their CAMs
-    Tensor[B, H, W] -> fused latents z_F = D(z_F^s), Tensor[B, C, H, W]."""
+    Tensor[B, H, W] -> fused latents z_F = D(z_F^s), Tensor[B, C, H, W]. The random mask M^R
+    is drawn from ``gen``: one generator for the batch, or a list of B (one per sample: the
+    sample then does not depend on its batch); ``p`` a float or Tensor[B]."""
     s_t, s_h = model.sparse(z_t), model.sparse(z_h)
     m_s = cam_t > tau_h  # (6) class-specific: where the tail finding is
     m_g = cam_h < tau_l  # (6) class-generic: where the head example has nothing specific
-    m_r = torch.rand(m_s.shape, generator=gen) < p  # (7)
+    if isinstance(gen, (list, tuple)):
+        if len(gen) != len(m_s):
+            raise ValueError(f"{len(gen)} generators for a batch of {len(m_s)}")
+        u = torch.stack([torch.rand(m_s.shape[1:], generator=g) for g in gen])
+    else:
+        u = torch.rand(m_s.shape, generator=gen)
+    p = torch.as_tensor(p, dtype=u.dtype)
+    m_r = u < (p[:, None, None] if p.ndim == 1 else p)  # (7)
     return model.decoder(ops.mask_fuse(s_t, s_h, m_s, m_g, m_r))  # (8)-(13)

@@ -10,8 +10,17 @@ and the weighting (lam vs a plain sum); both are options, defaults from
 
 Each generation ends with a checkpoint; a killed run resumes after the last finished
 generation and ends with the same weights. Losses and validation mAP go to ``log.jsonl``
-(append-only, one line per generation). Under torchrun, batches are sharded by rank
-(DistributedSampler), models are wrapped in DDP, and only rank 0 writes.
+(append-only, one line per generation).
+
+Under torchrun (``ltbench train-il`` joins the process group) rank r of W takes rows r, r + W,
+... of every batch one process would draw (same sampler, same generator: the global batch is
+``batch_size``), the imitation uniforms are one process's, sliced the same way, and after
+every backward pass (both phases) the gradients are all-reduced, weighted by each rank's
+rows, into the gradient of the global batch's mean loss; BatchNorm's running statistics are
+averaged over the ranks after each phase. Every rank so holds the same weights, and only
+rank 0 writes. The one difference from one process: BatchNorm normalises each rank's part of
+the batch with that part's statistics (SyncBatchNorm runs on GPUs only); a final batch
+smaller than W is left out.
 """
 
 import dataclasses
@@ -30,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from ltbench import ops
 from ltbench.method.networks import UNetCodec, make_classifier, reset_parameters, unet_depth
-from ltbench.utils.dist import is_main, rank_world
+from ltbench.utils.dist import group_rank_world, is_main
 from ltbench.utils.io import atomic_path
 
 from ltbench.config import opt
@@ -96,15 +105,38 @@ class ILModel(nn.Module):
         return s, self.decoder(s), self.classifier(s)
 
 
-def _loader(dataset, cfg: ILConfig, shuffle: bool, gen: torch.Generator, epoch: int):
-    _, world = rank_world()
-    if world > 1:
-        from torch.utils.data.distributed import DistributedSampler
+class _RankOfGlobalBatch(torch.utils.data.Sampler):
+    """Rank r's part ``b[r::W]`` of every batch ``b`` that one process would draw (the same
+    BatchSampler over the same RandomSampler and generator), so W processes see exactly one
+    process's global batches. A final batch smaller than W is left out."""
 
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=cfg.seed, drop_last=False)
-        sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers)
+    def __init__(self, dataset, batch_size: int, gen: torch.Generator, rank: int, world: int):
+        from torch.utils.data import BatchSampler, RandomSampler
+
+        self.inner = BatchSampler(RandomSampler(dataset, generator=gen), batch_size, drop_last=False)
+        self.rank, self.world = rank, world
+
+    def __iter__(self):
+        for b in self.inner:
+            if len(b) < self.world:
+                return
+            yield b[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def _loader(dataset, cfg: ILConfig, shuffle: bool, gen: torch.Generator, epoch: int):
+    rank, world = group_rank_world()
+    if world > 1 and shuffle:
+        return DataLoader(dataset, batch_sampler=_RankOfGlobalBatch(dataset, cfg.batch_size, gen, rank, world), generator=gen, num_workers=cfg.num_workers)
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, generator=gen if shuffle else None, num_workers=cfg.num_workers)
+
+
+def _global_sizes(n: int, batch_size: int, world: int) -> list:
+    """The global batch sizes of one epoch (the last one dropped when smaller than ``world``)."""
+    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    return [b for b in sizes if b >= world]
 
 
 def label_matrix(dataset) -> np.ndarray:
@@ -135,6 +167,39 @@ def evaluate(model: ILModel, dataset, cfg: ILConfig) -> dict:
     return {"recon": rec / max(len(y), 1), "mAP": float(np.mean(aps)) if aps else float("nan"), "classes_scored": len(aps)}
 
 
+def _average_gradients(module: nn.Module, world: int, n_local: int, n_global: int) -> None:
+    """Make every rank's gradient the gradient of the global batch's mean loss: each rank's
+    (a mean over its ``n_local`` rows) weighted by n_local / n_global, summed over the group."""
+    if world > 1:
+        import torch.distributed as dist
+
+        for p in module.parameters():
+            if p.grad is not None:
+                p.grad *= n_local / n_global
+                dist.all_reduce(p.grad)
+
+
+def _average_buffers(module: nn.Module, world: int) -> None:
+    """BatchNorm's running statistics: the mean over ranks, so every rank holds one model."""
+    if world > 1:
+        import torch.distributed as dist
+
+        for b in module.buffers():
+            if b.is_floating_point():
+                dist.all_reduce(b)
+                b /= world
+
+
+def _sum_over_ranks(values: list, world: int) -> list:
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def _checkpoint_path(out: str, g: int) -> str:
     return os.path.join(out, "checkpoints", f"gen-{g:03d}.pt")
 
@@ -157,7 +222,7 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
     ``out/model.pt`` (the final S, D, C). Resumes after the last finished generation."""
     from tqdm.auto import tqdm
 
-    rank, world = rank_world()
+    rank, world = group_rank_world()
     if len(train) == 0:
         raise ValueError("the training set of iterated learning is empty (check --split)")
     z0 = train[0][0]
@@ -193,17 +258,14 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump({"il": dataclasses.asdict(cfg), "ops_backend": ops.backend()}, f, indent=2)
 
-    ddp = None
-    if world > 1:
-        ddp = nn.parallel.DistributedDataParallel(model)
-
     for g in range(start, cfg.generations):
         t0 = time.time()
         model.train()
         stats = {"loss": 0.0, "recon": 0.0, "cls": 0.0, "n": 0}
+        sizes = _global_sizes(len(train), cfg.batch_size, world)
         for epoch in range(cfg.interaction_epochs):
-            for z, y, _ in tqdm(_loader(train, cfg, True, gen, g * 1000 + epoch), desc=f"gen {g} interaction", disable=not progress, leave=False):
-                s, zr, logits = (ddp or model)(z)
+            for step, (z, y, _) in enumerate(tqdm(_loader(train, cfg, True, gen, g * 1000 + epoch), desc=f"gen {g} interaction", disable=not progress, leave=False)):
+                s, zr, logits = model(z)
                 l_r = _recon(cfg, zr, z)
                 l_c = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
                 loss = cfg.lam * l_r + (1 - cfg.lam) * l_c
@@ -211,13 +273,16 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
                 opt_s.zero_grad(set_to_none=True)
                 opt_dc.zero_grad(set_to_none=True)
                 loss.backward()
+                _average_gradients(model, world, len(z), sizes[step])
                 opt_s.step()
                 opt_dc.step()
                 for key, v in (("loss", loss), ("recon", l_r), ("cls", l_c)):
                     stats[key] += float(v.detach()) * len(z)
                 stats["n"] += len(z)
             sched.step()
-        entry = {"generation": g, "interaction": {key: stats[key] / max(stats["n"], 1) for key in ("loss", "recon", "cls")}}
+        _average_buffers(model, world)  # before the teacher is copied: one teacher on every rank
+        tot = dict(zip(("loss", "recon", "cls", "n"), _sum_over_ranks([stats[k] for k in ("loss", "recon", "cls", "n")], world)))
+        entry = {"generation": g, "interaction": {key: tot[key] / max(tot["n"], 1) for key in ("loss", "recon", "cls")}}
         if g < cfg.generations - 1:
             teacher = _frozen_copy(model.student)
             torch.manual_seed(cfg.seed * 100_003 + g)  # seeded per generation: a resumed run re-initialises identically
@@ -225,19 +290,23 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
             opt_s = torch.optim.AdamW(model.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)  # ... and a new optimiser
             im, m = 0.0, 0
             for epoch in range(cfg.imitation_epochs):
-                for z, _, _ in tqdm(_loader(train, cfg, True, gen, g * 1000 + 500 + epoch), desc=f"gen {g} imitation", disable=not progress, leave=False):
+                for step, (z, _, _) in enumerate(tqdm(_loader(train, cfg, True, gen, g * 1000 + 500 + epoch), desc=f"gen {g} imitation", disable=not progress, leave=False)):
                     with torch.no_grad():
                         t_logits = teacher(z)
-                        u = torch.rand(t_logits.shape[0], *t_logits.shape[2:], generator=gen)
+                        # one process's uniforms for the whole global batch; this rank's rows
+                        u = torch.rand(sizes[step], *t_logits.shape[2:], generator=gen)[rank::world]
                         idx = ops.channel_sample(t_logits, u)
                     loss = ops.imitation_bce(model.student(z), idx)
                     _check_finite(loss, "imitation", g, out)
                     opt_s.zero_grad(set_to_none=True)
                     loss.backward()
+                    _average_gradients(model.student, world, len(z), sizes[step])
                     opt_s.step()
                     im += float(loss.detach()) * len(z)
                     m += len(z)
+            im, m = _sum_over_ranks([im, m], world)
             entry["imitation"] = {"loss": im / max(m, 1)}
+        _average_buffers(model, world)
         entry["val"] = evaluate(model, val, cfg) if val is not None and len(val) else None
         entry["seconds"] = round(time.time() - t0, 2)
         if is_main():

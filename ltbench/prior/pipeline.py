@@ -109,18 +109,22 @@ class Prior:
 
     # ---- generation ------------------------------------------------------------------------
     @torch.no_grad()
-    def text_to_image(self, prompts: list[str], steps: int = ROENTGEN_STEPS, guidance: float = ROENTGEN_GUIDANCE, seed=0, batch_size: int = 16, progress: bool = False) -> torch.Tensor:
-        """Sample latents for ``prompts`` with the pipeline's own loop. -> Tensor[N, C, h, w] (fp32, cpu)."""
+    def text_to_image(self, prompts: list[str], steps: int = ROENTGEN_STEPS, guidance: float = ROENTGEN_GUIDANCE, seed=0, batch_size: int = 16, progress: bool = False, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample latents for ``prompts`` with the pipeline's own loop. -> Tensor[N, C, h, w]
+        (fp32, cpu). The initial noise is drawn on the CPU from ``seed`` (identical across
+        devices), or given: ``noise`` Tensor[N, C, h, w] (e.g. one seed per sample, so a sample
+        does not depend on the batch or the number of processes; DDIM is deterministic)."""
         from tqdm.auto import tqdm
 
         self._check_schedule(steps, guidance)
         gen = self._gen(seed)
         c, s, _ = self.latent_shape
+        if noise is not None and (tuple(noise.shape) != (len(prompts), c, s, s) or not torch.isfinite(noise).all()):
+            raise ValueError(f"noise must be finite with shape [{len(prompts)}, {c}, {s}, {s}], got {list(noise.shape)}")
         out = []
         for i in tqdm(range(0, len(prompts), batch_size), desc="t2i", disable=not progress):
             chunk = list(prompts[i : i + batch_size])
-            # initial noise drawn on CPU from our generator: identical across devices
-            latents = torch.randn((len(chunk), c, s, s), generator=gen).to(self.device, self.dtype)
+            latents = (noise[i : i + batch_size] if noise is not None else torch.randn((len(chunk), c, s, s), generator=gen)).to(self.device, self.dtype)
             res = self.pipe(prompt=chunk, num_inference_steps=steps, guidance_scale=guidance, latents=latents, output_type="latent")
             out.append(res.images.float().cpu())
         return torch.cat(out) if out else torch.zeros((0, c, s, s))
@@ -138,9 +142,10 @@ class Prior:
             raise ValueError(f"guidance must be a finite number >= 1 (1 = unguided), got {guidance!r}")
 
     @torch.no_grad()
-    def refine(self, latents: torch.Tensor, prompts: list[str], k: int, steps: int = ROENTGEN_STEPS, guidance: float = REFINE_GUIDANCE, mode: str = "tail", seed=0, batch_size: int = 16) -> torch.Tensor:
+    def refine(self, latents: torch.Tensor, prompts: list[str], k: int, steps: int = ROENTGEN_STEPS, guidance: float = REFINE_GUIDANCE, mode: str = "tail", seed=0, batch_size: int = 16, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Run the last ``k`` of ``steps`` timesteps on ``latents`` (Tensor[N, C, h, w], scaled),
-        conditioned on ``prompts``. ``k = 0`` returns the input unchanged."""
+        conditioned on ``prompts``. ``k = 0`` returns the input unchanged. ``sdedit`` noises the
+        latents first, with noise drawn from ``seed`` or given (``noise``, like ``latents``)."""
         if mode not in ("tail", "sdedit"):
             raise ValueError(f"refine mode must be 'tail' or 'sdedit', got {mode!r}")
         self._check_schedule(steps, guidance)
@@ -152,6 +157,8 @@ class Prior:
             raise ValueError(f"{len(latents)} latents but {len(prompts)} prompts")
         if not torch.isfinite(latents).all():
             raise ValueError("latents contain NaN or inf")
+        if noise is not None and tuple(noise.shape) != tuple(latents.shape):
+            raise ValueError(f"noise must have the latents' shape {list(latents.shape)}, got {list(noise.shape)}")
         if k == 0:
             return latents.clone()
         gen = self._gen(seed)
@@ -167,8 +174,8 @@ class Prior:
             x = latents[i : i + batch_size].to(self.device, self.dtype)
             chunk = list(prompts[i : i + batch_size])
             if mode == "sdedit":
-                noise = torch.randn(x.shape, generator=gen).to(self.device, self.dtype)
-                x = sched.add_noise(x, noise, timesteps[:1].repeat(len(x)))
+                eps0 = (noise[i : i + batch_size] if noise is not None else torch.randn(x.shape, generator=gen)).to(self.device, self.dtype)
+                x = sched.add_noise(x, eps0, timesteps[:1].repeat(len(x)))
             cond, uncond = self.embed(chunk, guidance)
             emb = torch.cat([uncond, cond]) if guidance > 1.0 else cond
             for t in timesteps:

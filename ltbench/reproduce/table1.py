@@ -112,6 +112,14 @@ class Context:
         with self._stage("heldout"):
             return self._heldout_unlocked()
 
+    def classifier_init(self, seed: int) -> dict | None:
+        """The seed's shared DenseNet121 starting point (``warm_steps`` on the real train
+        images alone), or None when every row trains from scratch."""
+        if self.preset.classifier.warm_steps < 1:
+            return None
+        with self._stage(f"warm-seed{seed}"):
+            return self._classifier_init_unlocked(seed)
+
     def il_fit(self):
         if self._il is None:
             self.latents()
@@ -270,6 +278,24 @@ class Context:
                 np.savez(tmp, images=images, labels=labels, targets=targets, stamp=stamp)
         d = np.load(path)
         return d["images"], d["labels"], d["targets"]
+
+    def _classifier_init_unlocked(self, seed: int) -> dict:
+        from ltbench.eval.classifier import warm_start
+
+        path = os.path.join(self.work, "classifier", f"warm-seed{seed}.pt")
+        warm = {k: v for k, v in dataclasses.asdict(self.preset.classifier).items() if k not in ("steps", "eval_batch_size")}
+        stamp = _stamp({**self.data_key(), "classifier": warm, "seed": seed})
+        if not _cached(path, stamp, torch_file=True):
+            t = time.perf_counter()
+            state = warm_start(self.x_train, self.y_train, self.preset.classifier, seed=seed, device=self.classifier_device, progress=self.progress, desc=f"densenet121 warm start s{seed}")
+            with atomic_path(path) as tmp:
+                torch.save({"state": state, "stamp": stamp}, tmp)
+            self.timings["classifier_warm_s"] = round(self.timings.get("classifier_warm_s", 0.0) + time.perf_counter() - t, 2)
+        return torch.load(path, weights_only=True)["state"]
+
+    @property
+    def classifier_device(self) -> str:
+        return str(self.prior.device) if self.preset.device != "cpu" else "cpu"
 
     def _il_fit_unlocked(self):
         """One fsa-il fit (iterated learning + CAMs) on the train latents, shared by the
@@ -445,7 +471,9 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
     x = np.concatenate([ctx.x_train, images]) if len(images) else ctx.x_train
     y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
     t = time.perf_counter()
-    net = train_classifier(x, y, p.classifier, seed=seed, device=str(ctx.prior.device) if p.device != "cpu" else "cpu", progress=ctx.progress, desc=f"densenet121 {row} s{seed}", n_real=len(ctx.x_train))
+    init = ctx.classifier_init(seed)
+    t = time.perf_counter()  # the seed's shared warm start is a stage of its own, not this row's
+    net = train_classifier(x, y, p.classifier, seed=seed, device=ctx.classifier_device, progress=ctx.progress, desc=f"densenet121 {row} s{seed}", n_real=len(ctx.x_train), init=init)
     scores = predict(net, ctx.x_test, p.classifier, device=next(net.parameters()).device.type)
     ap = average_precisions(ctx.y_test, scores, ctx.classes)
     results.update(head_tail_map(ap, ctx.head, ctx.tail))
