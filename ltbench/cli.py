@@ -70,6 +70,9 @@ def _cmd_prior_evaluate(args) -> int:
 
         images, labels = round_trip_sample(size=prior.pipe.vae.config.sample_size)
         quality["round_trip"] = {"oracle": args.oracle, "per_class": round_trip_fidelity(prior, load_oracle(args.oracle), images, labels, fid_weights=oracle_file(args.oracle))}
+    from ltbench.reproduce.provenance import git_sha, prior_weights
+
+    quality["measured"] = {"command": "ltbench " + " ".join(sys.argv[1:]), "git_sha": git_sha(), "weights_sha256": prior_weights(prior.path)}
     atomic_write_json(os.path.join(out, "quality.json"), quality)
     sample_grid(prior, os.path.join(out, "sample_grid.png"), steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
     training = {}
@@ -102,9 +105,18 @@ def _cmd_generate(args) -> int:
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else list(PAPER_CLASSES)
     prompts = [p for p in args.prompt for _ in range(args.n)]
+    import torch
+
+    from ltbench.utils.dist import gather_shares, is_main, my_share, sample_generator
+
     prior = load_prior(args.prior, device=args.device, precision=args.precision)
+    mine = my_share(len(prompts))  # under torchrun: every W-th prompt; sample i's noise has its own seed
+    noise = torch.stack([torch.randn(prior.latent_shape, generator=sample_generator(args.seed, int(i))) for i in mine]) if len(mine) else None
     with prior.count_unet() as cnt:
-        z = prior.text_to_image(prompts, steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+        part = prior.text_to_image([prompts[i] for i in mine], steps=args.steps, guidance=args.guidance, batch_size=args.batch_size, progress=not args.quiet, noise=noise) if len(mine) else torch.zeros((0, *prior.latent_shape))
+    z = gather_shares({"z": part}, len(prompts))["z"]
+    if not is_main():
+        return 0
     images = prior.decode(z)
     # a prompt's labels are the class names it contains (the t2i baseline's convention)
     labels = np.array([[int(c.lower() in p.lower()) for c in classes] for p in prompts], dtype=np.uint8)
@@ -162,12 +174,20 @@ def _cmd_augment(args) -> int:
         raise ValueError(f"the latents in {args.latents} were encoded with another VAE than the prior {prior.path}'s; decode with the prior that encoded them")
     if args.method != "fsa-il":
         return _augment_registered(args, cfg, store, classes, head, tail, prior)
+    from ltbench.utils.dist import barrier, is_main
+
     model = load_il(args.il)
-    print(json.dumps({"augment": dataclasses.asdict(cfg), "method": args.method, "head": head, "tail": tail, "rows": len(store)}, indent=2))
-    cams, scores = compute_cams(model, store, os.path.join(args.out + ".work", "cams"), progress=not args.quiet)
+    if is_main():
+        print(json.dumps({"augment": dataclasses.asdict(cfg), "method": args.method, "head": head, "tail": tail, "rows": len(store)}, indent=2))
+        cams, scores = compute_cams(model, store, os.path.join(args.out + ".work", "cams"), progress=not args.quiet)
+    barrier()  # under torchrun: rank 0 computes the CAMs, the others read them
+    if not is_main():
+        cams, scores = compute_cams(model, store, os.path.join(args.out + ".work", "cams"), progress=False)
     meta = type("Record", (), {})()
     with prior.count_unet() as cnt:
         z, y = generate_fusions(model, store, cams, scores, classes, head, tail, cfg, prior=prior, record=meta, progress=not args.quiet)
+    if not is_main():
+        return 0
     images = prior.decode(z)
     rows = store.rows
     p = meta.partners_
@@ -201,8 +221,12 @@ def _augment_registered(args, cfg, store, classes, head, tail, prior) -> int:
         params["prior"] = prior  # t2i samples with it; others ignore it
     aug = cls(**params)
     print(json.dumps({"augment": args.method, "n_per_class": cfg.n_per_class, "seed": cfg.seed, "head": head, "tail": tail, "rows": len(store)}, indent=2))
+    from ltbench.utils.dist import is_main
+
     with prior.count_unet() as cnt:
-        z, y_new = aug.fit_generate(X, y)
+        z, y_new = aug.fit_generate(X, y)  # t2i shards its samples over a torchrun group; the others are cheap and run whole
+    if not is_main():
+        return 0
     if len(z) == 0:
         print(f"{args.method} generates no samples; nothing written")
         return 0
@@ -301,10 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="text-to-image samples from a prior", description="Sample images from a diffusion prior (a local Stable Diffusion folder or 'phantom') from class-name prompts; writes the dataset layout (images/, labels.csv) plus latents.npy.")
     gen.add_argument("--prior", default="phantom", help="prior folder or 'phantom' (default: phantom)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt, e.g. 'Cardiomegaly' (repeatable)")
-    gen.add_argument("--n", type=int, default=8, help="samples per prompt (default: 8)")
+    gen.add_argument("--n", "--per-prompt", dest="n", type=int, default=8, help="samples per prompt (default: 8); under torchrun spell it --per-prompt (torchrun reads --n as its own --nnodes/--nproc-per-node)")
     gen.add_argument("--steps", type=int, default=ROENTGEN_STEPS, help=f"sampling steps (default: {ROENTGEN_STEPS}, RoentGen's card)")
     gen.add_argument("--guidance", type=float, default=ROENTGEN_GUIDANCE, help=f"classifier-free guidance scale (default: {ROENTGEN_GUIDANCE})")
-    gen.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the initial noise; sample i draws its own from (seed, i), so samples do not depend on --batch-size or on the number of torchrun processes (default: 0)")
     gen.add_argument("--batch-size", type=int, default=16, help="samples per pipeline call (default: 16)")
     gen.add_argument("--classes", default=None, help="comma-separated class names for the labels CSV (default: the paper's ten)")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
@@ -346,10 +370,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# commands that split their work over a torchrun process group (data-parallel training,
+# sharded encoding and generation); the others run whole in every process
+DISTRIBUTED_COMMANDS = ("encode", "train-il", "augment", "generate")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in DISTRIBUTED_COMMANDS:
+            from ltbench.utils.dist import init_distributed
+
+            init_distributed()  # under torchrun: join the group (gloo on CPU, NCCL on GPUs)
         return args.func(args)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         # Expected failures (bad paths, columns, settings) end in one clear line, not a traceback.

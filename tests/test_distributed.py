@@ -77,3 +77,17 @@ def test_data_parallel_iterated_learning_follows_one_process(il_runs):
             if phase in g1:
                 a, b = g1[phase]["loss"], g2[phase]["loss"]
                 assert abs(a - b) <= tol * abs(a), (g1["generation"], phase, a, b)
+
+
+def test_generate_cli_under_torchrun_writes_the_one_process_samples_once(tmp_path):
+    args = ["generate", "--prompt", "Edema", "--prompt", "Pneumothorax", "--per-prompt", "3", "--steps", "3", "--quiet"]
+    r1 = subprocess.run([sys.executable, "-m", "ltbench", *args, "--batch-size", "4", "--out", str(tmp_path / "one")], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r2 = subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "ltbench", *args, "--batch-size", "2", "--out", str(tmp_path / "two")], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr[-2000:] + r2.stderr[-2000:]
+    assert r2.stdout.count("wrote 6 images") == 1  # rank 0 alone writes
+    import numpy as np
+
+    a, b = np.load(tmp_path / "one" / "latents.npy"), np.load(tmp_path / "two" / "latents.npy")
+    assert a.shape == b.shape == (6, 8, 16, 16)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    assert open(tmp_path / "one" / "labels.csv").read() == open(tmp_path / "two" / "labels.csv").read()

@@ -61,10 +61,8 @@ def test_smoke_cells_validate_and_carry_provenance(smoke_run):
     out, _, _ = smoke_run
     cells = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(out, "cells", "*.json")))]
     assert {c["config"]["row"] for c in cells} == set(DEFAULT_ROWS)
-    # the seed's shared classifier warm start is a cached stage, timed in run.json
+    # the seed's shared classifier warm start is a cached stage (computed once, before the kill)
     assert os.path.getsize(os.path.join(out, "work", "classifier", "warm-seed0.pt")) > 1e6
-    timings = [i["stage_timings"] for i in json.load(open(os.path.join(out, "run.json")))["invocations"]]
-    assert any("classifier_warm_s" in t for t in timings)
     for c in cells:
         validate_cell(c)
         md = c["metadata"]
@@ -139,7 +137,7 @@ def test_floor_and_ceiling_rows_are_held_out_real_images_and_their_round_trips(s
     md = open(os.path.join(out, "table1.md")).read()
     assert "| `real` |" in md and "| `vae` |" in md and "Judge validity" in md
     table = json.load(open(os.path.join(out, "table1.json")))
-    assert table["rows"]["oversample"]["d_tail_map"]["n"] == 1  # paired with `none` (one seed: no interval)
+    assert table["rows"]["smote"]["d_tail_map"]["n"] == 1  # paired with `none` (one seed: no interval)
 
 
 def test_a_cell_from_another_config_is_refused(smoke_run):

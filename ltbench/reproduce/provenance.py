@@ -105,12 +105,17 @@ def source_sha(group: str) -> str | None:
 
 def shipped_prior_weights() -> dict:
     """{weight file: SHA-256 (16 hex)} of the shipped phantom prior."""
+    from ltbench.prior.vae import resolve_prior
+
+    return prior_weights(resolve_prior("phantom"))
+
+
+def prior_weights(folder: str) -> dict:
+    """{weight file: SHA-256 (16 hex)} of a diffusers pipeline folder."""
     import glob
 
-    from ltbench.prior.vae import resolve_prior
     from ltbench.utils.io import sha256_file
 
-    folder = resolve_prior("phantom")
     weights = sorted(glob.glob(os.path.join(folder, "*", "*.safetensors")) + glob.glob(os.path.join(folder, "*", "*.bin")))
     return {os.path.relpath(w, folder): sha256_file(w)[:16] for w in weights}
 
