@@ -32,6 +32,7 @@ class ClassifierConfig:
     warm_steps: int = opt(0, "steps on the real train images alone, once per seed, shared by every row of the seed as its starting point (0: every row trains from scratch)")
     batch_size: int = opt(64, "images per step")
     lr: float = opt(2e-3, "peak of a one-cycle schedule, AdamW")
+    finetune_lr: float = opt(0.0, "peak rate of each row's steps from a warm start (0: lr); lower keeps the rows closer to their shared start")
     weight_decay: float = opt(1e-4, "AdamW")
     mean: float = opt(0.5, "input normalisation of [0, 1] images")
     std: float = opt(0.25, "input normalisation of [0, 1] images")
@@ -42,6 +43,8 @@ class ClassifierConfig:
             raise ValueError(f"classifier arch must be 'densenet121', got {self.arch!r}")
         if self.steps < 1 or self.warm_steps < 0 or self.batch_size < 2 or self.input_size < 16:
             raise ValueError("steps >= 1, warm_steps >= 0, batch_size >= 2 and input_size >= 16 are required")
+        if not (self.lr > 0 and self.finetune_lr >= 0):
+            raise ValueError(f"lr must be > 0 and finetune_lr >= 0, got {self.lr} and {self.finetune_lr}")
 
 
 def make_densenet(n_classes: int, in_ch: int = 1) -> torch.nn.Module:
@@ -103,11 +106,11 @@ def _check_train_inputs(images, labels, n_real):
     return x, y, n_real
 
 
-def _fit(net, x, y, n_real: int, steps: int, cfg: ClassifierConfig, seed: int, device: str, progress: bool, desc: str):
+def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, seed: int, device: str, progress: bool, desc: str):
     from tqdm.auto import tqdm
 
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     net.train()
     batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed)
     for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
@@ -128,7 +131,7 @@ def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str
     x, y, _ = _check_train_inputs(images, labels, None)
     torch.manual_seed(seed)
     net = make_densenet(y.shape[1]).to(device).to(memory_format=torch.channels_last)
-    _fit(net, x, y, len(x), cfg.warm_steps, cfg, seed + 15485863, device, progress, desc)
+    _fit(net, x, y, len(x), cfg.warm_steps, cfg.lr, cfg, seed + 15485863, device, progress, desc)
     return {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
 
@@ -143,7 +146,8 @@ def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(),
     if init is not None:
         net.load_state_dict(init)
     net = net.to(device).to(memory_format=torch.channels_last)
-    return _fit(net, x, y, n_real, cfg.steps, cfg, seed, device, progress, desc)
+    lr = cfg.finetune_lr if init is not None and cfg.finetune_lr > 0 else cfg.lr
+    return _fit(net, x, y, n_real, cfg.steps, lr, cfg, seed, device, progress, desc)
 
 
 @torch.no_grad()

@@ -283,7 +283,7 @@ class Context:
         from ltbench.eval.classifier import warm_start
 
         path = os.path.join(self.work, "classifier", f"warm-seed{seed}.pt")
-        warm = {k: v for k, v in dataclasses.asdict(self.preset.classifier).items() if k not in ("steps", "eval_batch_size")}
+        warm = {k: v for k, v in dataclasses.asdict(self.preset.classifier).items() if k not in ("steps", "finetune_lr", "eval_batch_size")}
         stamp = _stamp({**self.data_key(), "classifier": warm, "seed": seed})
         if not _cached(path, stamp, torch_file=True):
             t = time.perf_counter()
@@ -440,7 +440,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
 def run_cell(ctx: Context, row: str, seed: int) -> dict:
     p = ctx.preset
     gen_path = os.path.join(ctx.work, "generated", cell_key(row, seed) + ".npz")
-    stamp = _stamp(ctx.cell_config(row, seed))
+    stamp = _stamp({k: v for k, v in ctx.cell_config(row, seed).items() if k != "classifier"})  # the samples do not depend on the mAP harness
     if _cached(gen_path, stamp):
         d = np.load(gen_path)
         images, labels, targets, cost = d["images"], d["labels"], d["targets"], json.loads(str(d["cost"]))
