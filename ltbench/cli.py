@@ -383,12 +383,17 @@ def main(argv=None) -> int:
             from ltbench.utils.dist import init_distributed
 
             init_distributed()  # under torchrun: join the group (gloo on CPU, NCCL on GPUs)
-        return args.func(args)
+        rc = args.func(args)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         # Expected failures (bad paths, columns, settings) end in one clear line, not a traceback.
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ltbench {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    if args.command in DISTRIBUTED_COMMANDS:
+        from ltbench.utils.dist import finish_distributed
+
+        finish_distributed()
+    return rc
 
 
 if __name__ == "__main__":

@@ -75,4 +75,7 @@ def main():
 
 
 if __name__ == "__main__":
+    from ltbench.utils.dist import finish_distributed
+
     main()
+    finish_distributed()

@@ -69,6 +69,18 @@ def init_distributed() -> bool:
     return True
 
 
+def finish_distributed() -> None:
+    """Leave the process group cleanly (all ranks meet, then it is destroyed): a rank that
+    exits with the group alive can abort in gloo's threads at interpreter shutdown."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
 def sample_seed(seed: int, *keys: int) -> int:
     """A 63-bit seed for one sample, a function of (seed, *keys) only (e.g. the class and the
     sample's index within it): samples do not depend on the batch or the number of processes."""
