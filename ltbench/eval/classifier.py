@@ -122,6 +122,15 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     return net.eval()
 
 
+def _seeded_net(n_classes: int, seed: int, init: dict | None, device: str) -> torch.nn.Module:
+    """DenseNet121 initialised from ``seed`` (or loaded from ``init``), channels-last on ``device``."""
+    torch.manual_seed(seed)
+    net = make_densenet(n_classes)
+    if init is not None:
+        net.load_state_dict(init)
+    return net.to(device).to(memory_format=torch.channels_last)
+
+
 def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121 warm start") -> dict:
     """The shared starting point of one seed's rows: a seeded DenseNet121 trained
     ``cfg.warm_steps`` steps (its own one-cycle schedule) on the REAL train images alone.
@@ -129,8 +138,7 @@ def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str
     if cfg.warm_steps < 1:
         raise ValueError("warm_start needs cfg.warm_steps >= 1")
     x, y, _ = _check_train_inputs(images, labels, None)
-    torch.manual_seed(seed)
-    net = make_densenet(y.shape[1]).to(device).to(memory_format=torch.channels_last)
+    net = _seeded_net(y.shape[1], seed, None, device)
     _fit(net, x, y, len(x), cfg.warm_steps, cfg.lr, cfg, seed + 15485863, device, progress, desc)
     return {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
@@ -141,11 +149,7 @@ def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(),
     or ``init`` (a ``warm_start`` state dict: the seed's shared starting point); then
     ``cfg.steps`` steps of batches from ``paired_batches``. Returns the network in eval mode."""
     x, y, n_real = _check_train_inputs(images, labels, n_real)
-    torch.manual_seed(seed)
-    net = make_densenet(y.shape[1])
-    if init is not None:
-        net.load_state_dict(init)
-    net = net.to(device).to(memory_format=torch.channels_last)
+    net = _seeded_net(y.shape[1], seed, init, device)
     lr = cfg.finetune_lr if init is not None and cfg.finetune_lr > 0 else cfg.lr
     return _fit(net, x, y, n_real, cfg.steps, lr, cfg, seed, device, progress, desc)
 

@@ -126,7 +126,7 @@ class _RankOfGlobalBatch(torch.utils.data.Sampler):
         return len(self.inner)
 
 
-def _loader(dataset, cfg: ILConfig, shuffle: bool, gen: torch.Generator, epoch: int):
+def _loader(dataset, cfg: ILConfig, shuffle: bool, gen: torch.Generator):
     rank, world = group_rank_world()
     if world > 1 and shuffle:
         return DataLoader(dataset, batch_sampler=_RankOfGlobalBatch(dataset, cfg.batch_size, gen, rank, world), generator=gen, num_workers=cfg.num_workers)
@@ -263,8 +263,8 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
         model.train()
         stats = {"loss": 0.0, "recon": 0.0, "cls": 0.0, "n": 0}
         sizes = _global_sizes(len(train), cfg.batch_size, world)
-        for epoch in range(cfg.interaction_epochs):
-            for step, (z, y, _) in enumerate(tqdm(_loader(train, cfg, True, gen, g * 1000 + epoch), desc=f"gen {g} interaction", disable=not progress, leave=False)):
+        for _ in range(cfg.interaction_epochs):
+            for step, (z, y, _) in enumerate(tqdm(_loader(train, cfg, True, gen), desc=f"gen {g} interaction", disable=not progress, leave=False)):
                 s, zr, logits = model(z)
                 l_r = _recon(cfg, zr, z)
                 l_c = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
@@ -289,8 +289,8 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
             reset_parameters(model.student)  # a freshly initialised student ...
             opt_s = torch.optim.AdamW(model.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)  # ... and a new optimiser
             im, m = 0.0, 0
-            for epoch in range(cfg.imitation_epochs):
-                for step, (z, _, _) in enumerate(tqdm(_loader(train, cfg, True, gen, g * 1000 + 500 + epoch), desc=f"gen {g} imitation", disable=not progress, leave=False)):
+            for _ in range(cfg.imitation_epochs):
+                for step, (z, _, _) in enumerate(tqdm(_loader(train, cfg, True, gen), desc=f"gen {g} imitation", disable=not progress, leave=False)):
                     with torch.no_grad():
                         t_logits = teacher(z)
                         # one process's uniforms for the whole global batch; this rank's rows

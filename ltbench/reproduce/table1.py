@@ -470,9 +470,8 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
     results["metrics_seconds"] = round(time.perf_counter() - t, 2)
     x = np.concatenate([ctx.x_train, images]) if len(images) else ctx.x_train
     y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
+    init = ctx.classifier_init(seed)  # the seed's shared warm start: a stage of its own, not timed as this row's
     t = time.perf_counter()
-    init = ctx.classifier_init(seed)
-    t = time.perf_counter()  # the seed's shared warm start is a stage of its own, not this row's
     net = train_classifier(x, y, p.classifier, seed=seed, device=ctx.classifier_device, progress=ctx.progress, desc=f"densenet121 {row} s{seed}", n_real=len(ctx.x_train), init=init)
     scores = predict(net, ctx.x_test, p.classifier, device=next(net.parameters()).device.type)
     ap = average_precisions(ctx.y_test, scores, ctx.classes)
