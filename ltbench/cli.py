@@ -48,8 +48,11 @@ def _cmd_prior_train(args) -> int:
     print(json.dumps({"prior_train": dataclasses.asdict(cfg), "preset": args.preset}, indent=2))
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "prior", args.preset)
     work = args.work_dir or os.path.join("runs", f"prior-{args.preset}")
-    train_prior(cfg, out, work, progress=not args.quiet)
-    print(f"wrote prior {out}")
+    from ltbench.utils.dist import is_main
+
+    train_prior(cfg, out, work, progress=not args.quiet and is_main())
+    if is_main():
+        print(f"wrote prior {out}")
     return 0
 
 
@@ -90,9 +93,12 @@ def _cmd_oracle_train(args) -> int:
     cfg = config_from_args(OracleConfig, args)
     out = args.out or SHIPPED
     print(json.dumps({"oracle_train": dataclasses.asdict(cfg), "out": out}, indent=2))
-    train_oracle(cfg, out, progress=not args.quiet)
-    with open(os.path.join(out, "oracle.json")) as f:
-        print(f.read())
+    from ltbench.utils.dist import is_main
+
+    train_oracle(cfg, out, progress=not args.quiet and is_main())
+    if is_main():
+        with open(os.path.join(out, "oracle.json")) as f:
+            print(f.read())
     return 0
 
 
@@ -372,14 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 # commands that split their work over a torchrun process group (data-parallel training,
 # sharded encoding and generation); the others run whole in every process
-DISTRIBUTED_COMMANDS = ("encode", "train-il", "augment", "generate")
+DISTRIBUTED_COMMANDS = ("encode", "train-il", "augment", "generate", "prior train", "oracle train")
+
+
+def _distributed(args) -> bool:
+    sub = getattr(args, "prior_command", None) or getattr(args, "oracle_command", None)
+    return args.command in DISTRIBUTED_COMMANDS or f"{args.command} {sub}" in DISTRIBUTED_COMMANDS
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command in DISTRIBUTED_COMMANDS:
+        if _distributed(args):
             from ltbench.utils.dist import init_distributed
 
             init_distributed()  # under torchrun: join the group (gloo on CPU, NCCL on GPUs)
@@ -389,7 +400,7 @@ def main(argv=None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ltbench {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    if args.command in DISTRIBUTED_COMMANDS:
+    if _distributed(args):
         from ltbench.utils.dist import finish_distributed
 
         finish_distributed()

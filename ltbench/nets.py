@@ -76,20 +76,26 @@ def fit_multilabel(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int
     H, W] in [0, 1]). Returns ``net`` in eval mode."""
     from tqdm.auto import tqdm
 
+    from ltbench.utils.dist import average_buffers, ddp_loss_scale, group_rank_world, local_rows, wrap_ddp
+
+    world = group_rank_world()[1]
     g = torch.Generator().manual_seed(seed)
+    model = wrap_ddp(net)  # torchrun: each rank trains on its rows of every global batch
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
     for _ in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
             b = perm[i : i + batch_size]
-            if len(b) < 2:
+            if len(b) < 2 * world:
                 continue
+            # the global batch's degradations, drawn as one process draws them; this rank's rows
             xb = degrade(x[b], g, max_blur=max_blur) if augment else x[b]
-            loss = F.binary_cross_entropy_with_logits(net(xb), y[b], pos_weight=pos_weight)
+            loss = F.binary_cross_entropy_with_logits(model(local_rows(xb)), local_rows(y[b]), pos_weight=pos_weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * ddp_loss_scale(len(local_rows(b)), len(b))).backward()
             opt.step()
+    average_buffers(net)
     return net.eval()
 
 

@@ -6,6 +6,15 @@ MODE ``generate``: t2i and fsa-il samples (refined, SDEdit noise, random p) of a
 setup; rank 0 writes OUT/generate.pt.
 MODE ``il``: iterated learning on seeded synthetic latents; every rank writes
 OUT/il-rank{r}.pt (its weights and log).
+MODE ``classifier``: the mAP harness's DenseNet121 (a warm start, then a row's steps) on
+seeded synthetic images; every rank writes OUT/classifier-rank{r}.pt (weights, test scores).
+MODE ``oracle``: ``fit_multilabel`` (the oracle's and the perceptual net's trainer) with
+degradations; every rank writes OUT/oracle-rank{r}.pt.
+MODE ``prior``: ``train_prior`` with a tiny config (both stages); rank 0 writes the pipeline
+to OUT/prior.
+
+With LTBENCH_TEST_NO_ALLREDUCE set (the tests' negative control) the ranks train without
+exchanging gradients.
 """
 
 import json
@@ -27,6 +36,22 @@ def setup_data(n=256, k=4, seed=0):
     return z, y
 
 
+class GhostBatches(torch.nn.Module):
+    """The one-process reference of W ranks' BatchNorm: the rows r, r + W, ... of a batch go
+    through the network together (normalised by their own statistics), as rank r's do."""
+
+    def __init__(self, module, parts):
+        super().__init__()
+        self.module, self.parts = module, parts
+
+    def forward(self, x):
+        outs = [self.module(x[r :: self.parts]) for r in range(self.parts)]
+        out = outs[0].new_empty((len(x), *outs[0].shape[1:]))
+        for r, o in enumerate(outs):
+            out[r :: self.parts] = o
+        return out
+
+
 def main():
     mode, out = sys.argv[1], sys.argv[2]
     from ltbench.utils.dist import group_rank_world, init_distributed
@@ -34,6 +59,47 @@ def main():
     init_distributed()
     rank, world = group_rank_world()
     os.makedirs(out, exist_ok=True)
+    no_allreduce = bool(os.environ.get("LTBENCH_TEST_NO_ALLREDUCE"))
+    if no_allreduce:
+        import ltbench.prior.train
+        import ltbench.utils.dist
+
+        ltbench.utils.dist.wrap_ddp = ltbench.prior.train.wrap_ddp = lambda m, **k: m
+    ghost = int(os.environ.get("LTBENCH_TEST_GHOST_BATCHES", 0))
+    if ghost:  # one process normalising each of `ghost` interleaved parts of a batch on its own
+        import ltbench.utils.dist
+
+        ltbench.utils.dist.wrap_ddp = lambda m, **k: GhostBatches(m, ghost)
+    if mode in ("classifier", "oracle"):
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(160, 1, 32, 32, generator=g)
+        y = (torch.rand(160, 3, generator=g) < 0.3).float()
+        x[y[:, 0] == 1, :, 4:10, 4:10] += 0.5  # learnable signals
+        x[y[:, 1] == 1, :, 14:20, 14:20] -= 0.3
+        x = x.clamp(0, 1)
+        if mode == "classifier":
+            from ltbench.eval.classifier import ClassifierConfig, predict, train_classifier, warm_start
+
+            cfg = ClassifierConfig(input_size=32, steps=1, warm_steps=1, batch_size=16, finetune_lr=5e-4)
+            init = warm_start(x[:128], y[:128], cfg, seed=1)
+            net = train_classifier(x[:128], y[:128], cfg, seed=1, n_real=96, init=init)
+            scores = predict(net, x[128:], cfg)
+            torch.save({"state": net.state_dict(), "scores": scores, "world": world}, os.path.join(out, f"classifier-rank{rank}.pt"))
+        else:
+            from ltbench.nets import SmallCNN, fit_multilabel, predict_proba
+
+            torch.manual_seed(0)
+            net = fit_multilabel(SmallCNN(1, 3, 8), x[:128], y[:128], epochs=2, batch_size=24, seed=0, augment=True)
+            torch.save({"state": net.state_dict(), "scores": predict_proba(net, x[128:]), "world": world}, os.path.join(out, f"oracle-rank{rank}.pt"))
+        return
+    if mode == "prior":
+        from ltbench.prior.train import PriorTrainConfig, train_prior
+
+        # finding_weight 0: the loss is a plain mean over the batch's pixels, so its gradient
+        # splits exactly over the ranks (the finding weights are normalised per rank)
+        cfg = PriorTrainConfig(n_images=48, size=32, vae_channels=(8, 8), latent_channels=4, vae_steps=3, vae_batch=8, finding_weight=0.0, perceptual_weight=0.0, unet_steps=3, unet_batch=8, checkpoint_every=100, unet_storage_dtype="float32")
+        train_prior(cfg, os.path.join(out, "prior"), os.path.join(out, "work"), progress=False)
+        return
     from torch.utils.data import TensorDataset
 
     from ltbench.method.il import ILConfig, ILModel, train_il

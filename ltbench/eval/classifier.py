@@ -107,18 +107,30 @@ def _check_train_inputs(images, labels, n_real):
 
 
 def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, seed: int, device: str, progress: bool, desc: str):
+    """``steps`` one-cycle AdamW steps on the batches of ``paired_batches``. In a torchrun
+    process group the global batch is split over the ranks (``local_rows``) and the network
+    trains in DistributedDataParallel: W processes take one process's steps on 1/W of each
+    batch (BatchNorm local per rank, running statistics averaged at the end)."""
     from tqdm.auto import tqdm
 
+    from ltbench.utils.dist import average_buffers, ddp_loss_scale, group_rank_world, local_rows, wrap_ddp
+
+    world = group_rank_world()[1]
+    if cfg.batch_size < 2 * world:
+        raise ValueError(f"batch_size {cfg.batch_size} is too small for {world} processes: every rank needs >= 2 images per step (BatchNorm)")
+    model = wrap_ddp(net)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     net.train()
     batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed)
     for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
-        loss = F.binary_cross_entropy_with_logits(net(_prep(x[b], cfg).to(device)), y[b].to(device))
+        mine = local_rows(b)
+        loss = F.binary_cross_entropy_with_logits(model(_prep(x[mine], cfg).to(device)), y[mine].to(device))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * ddp_loss_scale(len(mine), len(b))).backward()
         opt.step()
         sched.step()
+    average_buffers(net)
     return net.eval()
 
 

@@ -18,6 +18,7 @@ import torch
 
 from ltbench.data.classes import PAPER_CLASSES
 from ltbench.data.phantom import PhantomConfig, generate
+from ltbench.utils.dist import barrier, is_main
 from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 from ltbench.utils.io import atomic_path, atomic_write_json
 
@@ -98,13 +99,15 @@ def train_oracle(cfg: OracleConfig, out: str, size: int = 64, eval_phantom: Phan
     keep = test.split == "test"
     p = oracle.probs(test.images[keep])
     ap = {c: float(average_precision_score(test.labels[keep, k], p[:, k])) for k, c in enumerate(PAPER_CLASSES)}
-    os.makedirs(out, exist_ok=True)
-    with atomic_path(os.path.join(out, WEIGHTS)) as tmp:
-        torch.save({"state_dict": net.state_dict(), "classes": list(PAPER_CLASSES), "size": size, "config": dataclasses.asdict(cfg), "thresholds": torch.from_numpy(thresholds)}, tmp)
-    pos = oracle.positive(test.images[keep])
-    lab = test.labels[keep] == 1
-    rates = {c: {"sensitivity": float(pos[lab[:, k], k].mean()), "false_positive_rate": float(pos[~lab[:, k], k].mean())} for k, c in enumerate(PAPER_CLASSES)}
-    atomic_write_json(os.path.join(out, "oracle.json"), {"config": dataclasses.asdict(cfg), "size": size, "train_seconds": round(time.time() - t0, 1), "eval_phantom": dataclasses.asdict(eval_phantom), "test_average_precision": ap, "thresholds": dict(zip(PAPER_CLASSES, map(float, thresholds))), "test_rates": rates, "torch": torch.__version__})
+    if is_main():  # under torchrun every rank trained the same network; rank 0 writes it
+        os.makedirs(out, exist_ok=True)
+        with atomic_path(os.path.join(out, WEIGHTS)) as tmp:
+            torch.save({"state_dict": net.state_dict(), "classes": list(PAPER_CLASSES), "size": size, "config": dataclasses.asdict(cfg), "thresholds": torch.from_numpy(thresholds)}, tmp)
+        pos = oracle.positive(test.images[keep])
+        lab = test.labels[keep] == 1
+        rates = {c: {"sensitivity": float(pos[lab[:, k], k].mean()), "false_positive_rate": float(pos[~lab[:, k], k].mean())} for k, c in enumerate(PAPER_CLASSES)}
+        atomic_write_json(os.path.join(out, "oracle.json"), {"config": dataclasses.asdict(cfg), "size": size, "train_seconds": round(time.time() - t0, 1), "eval_phantom": dataclasses.asdict(eval_phantom), "test_average_precision": ap, "thresholds": dict(zip(PAPER_CLASSES, map(float, thresholds))), "test_rates": rates, "torch": torch.__version__})
+    barrier()  # the files exist for every rank when it returns
     return oracle
 
 

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from ltbench import ops
 from ltbench.method.networks import UNetCodec, make_classifier, reset_parameters, unet_depth
-from ltbench.utils.dist import group_rank_world, is_main
+from ltbench.utils.dist import average_buffers, group_rank_world, is_main, sum_over_ranks
 from ltbench.utils.io import atomic_path
 
 from ltbench.config import opt
@@ -179,27 +179,6 @@ def _average_gradients(module: nn.Module, world: int, n_local: int, n_global: in
                 dist.all_reduce(p.grad)
 
 
-def _average_buffers(module: nn.Module, world: int) -> None:
-    """BatchNorm's running statistics: the mean over ranks, so every rank holds one model."""
-    if world > 1:
-        import torch.distributed as dist
-
-        for b in module.buffers():
-            if b.is_floating_point():
-                dist.all_reduce(b)
-                b /= world
-
-
-def _sum_over_ranks(values: list, world: int) -> list:
-    if world == 1:
-        return values
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 def _checkpoint_path(out: str, g: int) -> str:
     return os.path.join(out, "checkpoints", f"gen-{g:03d}.pt")
 
@@ -280,8 +259,8 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
                     stats[key] += float(v.detach()) * len(z)
                 stats["n"] += len(z)
             sched.step()
-        _average_buffers(model, world)  # before the teacher is copied: one teacher on every rank
-        tot = dict(zip(("loss", "recon", "cls", "n"), _sum_over_ranks([stats[k] for k in ("loss", "recon", "cls", "n")], world)))
+        average_buffers(model)  # before the teacher is copied: one teacher on every rank
+        tot = dict(zip(("loss", "recon", "cls", "n"), sum_over_ranks([stats[k] for k in ("loss", "recon", "cls", "n")])))
         entry = {"generation": g, "interaction": {key: tot[key] / max(tot["n"], 1) for key in ("loss", "recon", "cls")}}
         if g < cfg.generations - 1:
             teacher = _frozen_copy(model.student)
@@ -304,9 +283,9 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
                     opt_s.step()
                     im += float(loss.detach()) * len(z)
                     m += len(z)
-            im, m = _sum_over_ranks([im, m], world)
+            im, m = sum_over_ranks([im, m])
             entry["imitation"] = {"loss": im / max(m, 1)}
-        _average_buffers(model, world)
+        average_buffers(model)
         entry["val"] = evaluate(model, val, cfg) if val is not None and len(val) else None
         entry["seconds"] = round(time.time() - t0, 2)
         if is_main():

@@ -12,6 +12,11 @@ sample has the same long tail, so the prior, like RoentGen, has seen few tail im
 
 All randomness (init, batches, noise, timesteps, dropout) comes from ``seed`` through one
 generator whose state is checkpointed: a killed run resumes and ends with the same weights.
+
+Under ``torchrun --nproc_per_node=N ltbench prior train`` every rank draws the same global
+batches and trains on its rows of them in DistributedDataParallel (both stages; the VAE and
+the UNet use GroupNorm, so N processes follow one process up to float summation order);
+rank 0 writes the checkpoints and the pipeline.
 """
 
 import dataclasses
@@ -26,6 +31,7 @@ import torch.nn.functional as F
 
 from ltbench.data.phantom import PhantomConfig, generate
 from ltbench.prior.components import make_schedulers, make_text_encoder, make_tokenizer, make_unet, make_vae, prompt_for
+from ltbench.utils.dist import barrier, ddp_loss_scale, is_main, local_rows, wrap_ddp
 from ltbench.utils.io import atomic_path, atomic_write_json
 
 from ltbench.config import opt
@@ -104,6 +110,30 @@ def unet_sampling_weights(labels: np.ndarray, balance: float) -> torch.Tensor:
     return torch.from_numpy(w / w.sum())
 
 
+class _VAEStep(torch.nn.Module):
+    """One VAE training forward (encode, reparameterise with the given noise, decode) as a
+    module, so DistributedDataParallel sees every parameter it trains in one forward."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor):
+        post = self.vae.encode(x).latent_dist
+        return self.vae.decode(post.mean + post.std * eps).sample, post.kl()
+
+
+class _Denoiser(torch.nn.Module):
+    """UNet conditioned on the text encoder's states: the stage-2 forward, for DDP."""
+
+    def __init__(self, unet, text_encoder):
+        super().__init__()
+        self.unet, self.text_encoder = unet, text_encoder
+
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.unet(noisy, t, self.text_encoder(tokens)[0]).sample
+
+
 def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool = True) -> str:
     """Train and write the pipeline folder ``out``; checkpoints go to ``work_dir``."""
     from diffusers import StableDiffusionPipeline
@@ -144,27 +174,30 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
         g.set_state(state["gen"])
         log.info("resuming prior training at stage %s step %d", stage, step)
 
-    def checkpoint(extra=None):
-        _save(ckpt_path, {"config": dataclasses.asdict(cfg), "stage": stage, "step": step, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(), "gen": g.get_state(), **(extra or {})})
+    def checkpoint(extra=None):  # rank 0 writes; every rank holds the same state
+        if is_main():
+            _save(ckpt_path, {"config": dataclasses.asdict(cfg), "stage": stage, "step": step, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(), "gen": g.get_state(), **(extra or {})})
 
     # ---- stage 1: VAE ------------------------------------------------------------------
     if stage == "vae":
         vae.train()
+        vae_step = wrap_ddp(_VAEStep(vae))
         with tqdm(total=cfg.vae_steps, initial=step, desc="prior vae", disable=not progress) as bar:
             while step < cfg.vae_steps:
                 for group in vae_opt.param_groups:  # cosine decay, a function of the step (resumable)
                     group["lr"] = float(cfg.vae_lr * 0.5 * (1 + np.cos(np.pi * step / cfg.vae_steps)))  # a Python float: checkpoints load weights-only
+                # the global batch and its noise, drawn as one process draws them; this rank's rows
                 idx = torch.randint(0, cfg.n_images, (cfg.vae_batch,), generator=g).numpy()
-                x = _to_input(data.images, idx)
-                post = vae.encode(x).latent_dist
-                z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
-                rec = vae.decode(z).sample
-                w = 1.0 + cfg.finding_weight * torch.from_numpy(finding[idx]).float()[:, None]
-                loss = ((rec - x).pow(2) * w).mean() / w.mean() + cfg.kl_weight * post.kl().mean()
+                eps = torch.randn((cfg.vae_batch, cfg.latent_channels, cfg.size // down, cfg.size // down), generator=g)
+                mine = local_rows(idx)
+                x = _to_input(data.images, mine)
+                rec, kl = vae_step(x, local_rows(eps))
+                w = 1.0 + cfg.finding_weight * torch.from_numpy(finding[mine]).float()[:, None]
+                loss = ((rec - x).pow(2) * w).mean() / w.mean() + cfg.kl_weight * kl.mean()
                 if perc is not None:
                     loss = loss + cfg.perceptual_weight * perceptual_loss(perc, x, rec)
                 vae_opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * ddp_loss_scale(len(mine), len(idx))).backward()
                 vae_opt.step()
                 step += 1
                 bar.update(1)
@@ -197,6 +230,7 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
         ema.load_state_dict(state["ema"])
     unet.train()
     text_encoder.train()
+    denoiser = wrap_ddp(_Denoiser(unet, text_encoder))
     weights = unet_sampling_weights(data.labels, cfg.tail_balance)
     with tqdm(total=cfg.unet_steps, initial=step, desc="prior unet", disable=not progress) as bar:
         while step < cfg.unet_steps:
@@ -206,10 +240,11 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
             t = torch.randint(0, train_sched.config.num_train_timesteps, (len(b),), generator=g)
             drop = torch.rand(len(b), generator=g) < cfg.cond_dropout
             tok = torch.where(drop[:, None], empty, ids[b])
-            pred = unet(train_sched.add_noise(z, noise, t), t, text_encoder(tok)[0]).sample
+            z, noise, t, tok = (local_rows(v) for v in (z, noise, t, tok))  # this rank's rows of the global batch
+            pred = denoiser(train_sched.add_noise(z, noise, t), t, tok)
             loss = F.mse_loss(pred, noise)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * ddp_loss_scale(len(z), len(b))).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             ema.step(unet.parameters())
@@ -220,6 +255,9 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
                 checkpoint({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict()})
 
     ema.copy_to(unet.parameters())
+    if not is_main():  # rank 0 writes the pipeline; the others wait for it
+        barrier()
+        return out
     unet.to(storage)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=infer_sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     tmp = out.rstrip("/") + ".partial"
@@ -231,6 +269,7 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
         shutil.rmtree(out)
     os.replace(tmp, out)
     log.info("prior written to %s in %.0fs", out, time.time() - t0)
+    barrier()
     return out
 
 

@@ -78,6 +78,68 @@ def finish_distributed() -> None:
             dist.destroy_process_group()
 
 
+# ---- data-parallel training -------------------------------------------------------------
+# Every trainer draws the GLOBAL batch exactly as one process would (same generator, same
+# indices, same per-image randomness) and each rank keeps the rows ``local_rows`` gives it.
+# The model is wrapped in torch's DistributedDataParallel, which averages gradients over the
+# ranks; ``ddp_loss_scale`` reweights each rank's mean loss so that average is the gradient of
+# the global batch's mean loss even when the ranks hold different numbers of rows. BatchNorm
+# stays local to each rank during a step (SyncBatchNorm runs only on CUDA) and its running
+# statistics are averaged over the ranks after training (``average_buffers``): a documented
+# difference from one process, bounded by the tests. GroupNorm models (the prior's VAE and
+# UNet) follow one process up to float summation order.
+def local_rows(batch):
+    """This rank's rows ``batch[rank::world]`` of a global batch (all of it in one process)."""
+    rank, world = group_rank_world()
+    return batch if world == 1 else batch[rank::world]
+
+
+def ddp_loss_scale(n_local: int, n_global: int) -> float:
+    """Factor on a rank's mean loss over its ``n_local`` rows so that DDP's gradient average
+    over the ranks equals the gradient of the mean loss over all ``n_global`` rows."""
+    world = group_rank_world()[1]
+    return world * n_local / n_global if world > 1 else 1.0
+
+
+def wrap_ddp(module, **kwargs):
+    """``module`` in DistributedDataParallel when a process group with more than one rank is
+    initialised (buffers are not broadcast: see ``average_buffers``), else ``module`` itself."""
+    if group_rank_world()[1] == 1:
+        return module
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    with warnings.catch_warnings():  # torch 2.14 deprecates the name, not the behaviour we need (rank-local buffers)
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        return DistributedDataParallel(module, broadcast_buffers=False, **kwargs)
+
+
+def average_buffers(module) -> None:
+    """Floating-point buffers (BatchNorm's running statistics) replaced by their mean over the
+    ranks, so every rank holds one model."""
+    rank, world = group_rank_world()
+    if world > 1:
+        import torch.distributed as dist
+
+        for b in module.buffers():
+            if b.is_floating_point():
+                dist.all_reduce(b)
+                b /= world
+
+
+def sum_over_ranks(values: list) -> list:
+    """Element-wise sum over the ranks of a list of numbers (itself in one process)."""
+    if group_rank_world()[1] == 1:
+        return values
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def sample_seed(seed: int, *keys: int) -> int:
     """A 63-bit seed for one sample, a function of (seed, *keys) only (e.g. the class and the
     sample's index within it): samples do not depend on the batch or the number of processes."""
