@@ -65,13 +65,31 @@ def _prep(x: torch.Tensor, cfg: ClassifierConfig) -> torch.Tensor:
     return ((x - cfg.mean) / cfg.std).contiguous(memory_format=torch.channels_last)
 
 
-def _as_images(images) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[1] != 1):
-        raise ValueError(f"images must be grayscale [N, H, W] or [N, 1, H, W], got {tuple(x.shape)}")
-    if x.is_floating_point() and not torch.isfinite(x).all():
+def _as_images(images):
+    """A Tensor, or a lazy row source (``ltbench.data.rows``: images on disk, read batch by
+    batch) of uint8 rows, checked for shape (and, for floats in memory, finiteness)."""
+    from ltbench.data.rows import is_row_source
+
+    if is_row_source(images):
+        shape = tuple(images.shape)
+        if np.dtype(images.dtype) != np.uint8:
+            raise ValueError(f"images read from disk must be uint8, got {images.dtype}")
+        x = images
+    else:
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        shape = tuple(x.shape)
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[1] != 1):
+        raise ValueError(f"images must be grayscale [N, H, W] or [N, 1, H, W], got {shape}")
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and not torch.isfinite(x).all():
         raise ValueError("images contain NaN or inf")
     return x
+
+
+def _rows(x, idx) -> torch.Tensor:
+    """Rows ``idx`` (LongTensor or slice) of a Tensor or a row source, as a Tensor."""
+    if isinstance(x, torch.Tensor):
+        return x[idx]
+    return torch.from_numpy(np.asarray(x[idx.numpy() if isinstance(idx, torch.Tensor) else idx]))
 
 
 def paired_batches(n_real: int, n_generated: int, steps: int, batch_size: int, seed: int):
@@ -125,7 +143,7 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed)
     for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
         mine = local_rows(b)
-        loss = F.binary_cross_entropy_with_logits(model(_prep(x[mine], cfg).to(device)), y[mine].to(device))
+        loss = F.binary_cross_entropy_with_logits(model(_prep(_rows(x, mine), cfg).to(device)), y[mine].to(device))
         opt.zero_grad(set_to_none=True)
         (loss * ddp_loss_scale(len(mine), len(b))).backward()
         opt.step()
@@ -168,10 +186,11 @@ def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(),
 
 @torch.no_grad()
 def predict(net: torch.nn.Module, images, cfg: ClassifierConfig = ClassifierConfig(), device: str = "cpu") -> np.ndarray:
-    """float32[N, K] probabilities."""
+    """float32[N, K] probabilities, scored in batches of ``cfg.eval_batch_size`` (``images``
+    may be a row source on disk: only a batch is in memory at a time)."""
     x = _as_images(images)
     net.eval()
-    out = [torch.sigmoid(net(_prep(x[i : i + cfg.eval_batch_size], cfg).to(device))).cpu() for i in range(0, len(x), cfg.eval_batch_size)]
+    out = [torch.sigmoid(net(_prep(_rows(x, slice(i, i + cfg.eval_batch_size)), cfg).to(device))).cpu() for i in range(0, len(x), cfg.eval_batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 

@@ -129,27 +129,26 @@ class Context:
 
     # data -------------------------------------------------------------------------------
     def _load_data_unlocked(self) -> None:
-        """Train and test images (uint8 [N, S, S]) and labels. The phantom preset renders them
-        in memory; with ``data_root`` a registered dataset is read from its files (the paper's
-        MIMIC-CXR-LT, or the phantom written by ``ltbench data phantom``), at most
-        ``train_sample`` train rows (a seeded sample, like the paper's sample train set)."""
-        path = os.path.join(self.work, "data.npz")
-        p = self.preset
+        """Train, val and test images and labels, as files under ``work/data``: one ``.npy`` of
+        uint8 [N, S, S] per split, read a few rows at a time (``RowFile``), so no stage holds
+        a split in memory; labels (small) are loaded. The phantom preset renders its images
+        in chunks; with ``data_root`` a registered dataset is read from its files (the paper's
+        MIMIC-CXR-LT, or the phantom written by ``ltbench data phantom``) through DataLoader
+        workers, at most ``train_sample`` train rows (a seeded sample, like the paper's)."""
+        from ltbench.data.rows import RowFile
+
+        folder = os.path.join(self.work, "data")
+        meta = os.path.join(folder, "meta.npz")
         stamp = _stamp(self.data_key())
         t = time.perf_counter()
-        if not _cached(path, stamp):
-            if p.data_root is None:
-                s = generate(p.phantom)
-                images, labels, split = s.images, s.labels, s.split
-            else:
-                images, labels, split = self._read_files()
-            with atomic_path(path) as tmp:
-                np.savez(tmp, images=images, labels=labels, split=split, stamp=stamp)
-        d = np.load(path)
-        split = d["split"]
-        self.x_train, self.y_train = d["images"][split == "train"], d["labels"][split == "train"]
-        self.x_test, self.y_test = d["images"][split == "test"], d["labels"][split == "test"]
-        self.x_val, self.y_val = d["images"][split == "val"], d["labels"][split == "val"]
+        if not _cached(meta, stamp):
+            shutil.rmtree(folder, ignore_errors=True)
+            labels = self._render_phantom(folder) if self.preset.data_root is None else self._read_files(folder)
+            with atomic_path(meta) as tmp:  # written last: the split files before it are whole
+                np.savez(tmp, stamp=stamp, **{f"labels_{k}": v for k, v in labels.items()})
+        d = np.load(meta)
+        self.x_train, self.x_val, self.x_test = (RowFile(os.path.join(folder, f"{k}.npy")) for k in ("train", "val", "test"))
+        self.y_train, self.y_val, self.y_test = d["labels_train"], d["labels_val"], d["labels_test"]
         self.timings["data_s"] = round(time.perf_counter() - t, 2)
         for c in self.tail:
             if self.y_train[:, self.classes.index(c)].sum() == 0:
@@ -157,27 +156,54 @@ class Context:
             if self.y_test[:, self.classes.index(c)].sum() == 0:
                 raise ValueError(f"the test split has no '{c}' example: its average precision is undefined")
 
-    def _read_files(self):
+    CHUNK = 512  # images rendered or read per write
+
+    def _render_phantom(self, folder: str) -> dict:
+        from tqdm.auto import tqdm
+
+        from ltbench.data.rows import RowWriter
+
+        cfg = self.preset.phantom
+        labels, split = make_labels(cfg)
+        out = {}
+        for k in ("train", "val", "test"):
+            idx = np.flatnonzero(split == k)
+            with RowWriter(os.path.join(folder, f"{k}.npy"), (len(idx), cfg.size, cfg.size), np.uint8) as w:
+                for i in tqdm(range(0, len(idx), self.CHUNK), desc=f"render {k}", disable=not self.progress, leave=False):
+                    w.write(generate(cfg, indices=idx[i : i + self.CHUNK]).images)
+            out[k] = labels[idx].astype(np.uint8)
+        return out
+
+    def _read_files(self, folder: str) -> dict:
         from torch.utils.data import DataLoader, Subset
         from tqdm.auto import tqdm
 
         from ltbench.data.csv_dataset import ImageConfig, collate_skip_none
         from ltbench.data.presets import DATASETS, open_dataset
+        from ltbench.data.rows import RowWriter
 
         p = self.preset
         if tuple(DATASETS[p.dataset].classes) != tuple(self.classes):
             raise ValueError(f"dataset {p.dataset!r} does not have Table 1's ten classes in order; use mimic-cxr-lt-paper or phantom")
-        out_x, out_y, out_s = [], [], []
+        out = {}
         for split in ("train", "val", "test"):
             ds = open_dataset(p.dataset, p.data_root, split=split, image=ImageConfig(size=p.image_size, channels=1, on_error="skip"))
             idx = np.arange(len(ds))
             if split == "train" and p.train_sample and p.train_sample < len(ds):
                 idx = np.sort(np.random.default_rng(0).choice(len(ds), p.train_sample, replace=False))
-            for x, y, _ in tqdm(DataLoader(Subset(ds, idx), batch_size=64, collate_fn=collate_skip_none), desc=f"read {split}", disable=not self.progress):
-                out_x.append(((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())  # [-1, 1] -> uint8
-                out_y.append(y.numpy().astype(np.uint8))
-                out_s += [split] * len(x)
-        return np.concatenate(out_x), np.concatenate(out_y), np.asarray(out_s)
+            ys = []
+            workers = min(4, os.cpu_count() or 1)
+            loader = DataLoader(Subset(ds, idx), batch_size=64, num_workers=workers, collate_fn=collate_skip_none)
+            # an unreadable image is skipped (and reported by the dataset); the file holds the rest
+            with RowWriter(os.path.join(folder, f"{split}.npy"), (len(idx), p.image_size, p.image_size), np.uint8, allow_fewer=True) as w:
+                for batch in tqdm(loader, desc=f"read {split}", disable=not self.progress, leave=False):
+                    if batch is None:  # every image of the batch was unreadable
+                        continue
+                    x, y, _ = batch
+                    w.write(((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())  # [-1, 1] -> uint8
+                    ys.append(y.numpy().astype(np.uint8))
+            out[split] = np.concatenate(ys) if ys else np.zeros((0, len(self.classes)), np.uint8)
+        return out
 
     @property
     def vae_batch(self) -> int:
@@ -233,7 +259,7 @@ class Context:
         p = self.preset
         stamp = _stamp({**self.data_key(), "m": p.fid_real_per_class, "seed": p.fid_reference_seed})
         if not _cached(path, stamp) and p.data_root is not None:
-            ref = {c: self.x_test[self.y_test[:, self.classes.index(c)] == 1][: p.fid_real_per_class] for c in self.tail}
+            ref = {c: self.x_test[np.flatnonzero(self.y_test[:, self.classes.index(c)] == 1)[: p.fid_real_per_class]] for c in self.tail}
             with atomic_path(path) as tmp:
                 np.savez(tmp, stamp=stamp, **{_safe(c): v for c, v in ref.items()})
         if not _cached(path, stamp):
@@ -379,6 +405,15 @@ def to_uint8_gray(x: torch.Tensor) -> np.ndarray:
     return x.float().mean(1).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
 
 
+def decode_uint8(prior, z: torch.Tensor, batch_size: int, image_shape) -> np.ndarray:
+    """Latents -> uint8 [M, H, W] images, decoded a batch at a time (a float copy of all the
+    decoded images would be 12x their uint8 bytes: 15 GB for 5,000 samples at 512 px)."""
+    out = np.zeros((len(z), *image_shape), np.uint8)
+    for i in range(0, len(z), batch_size):
+        out[i : i + batch_size] = to_uint8_gray(prior.decode(z[i : i + batch_size], batch_size=batch_size))
+    return out
+
+
 # ---- one cell ---------------------------------------------------------------------------
 def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Run the row's augmenter; returns (images uint8 [M, H, W], labels uint8 [M, K], targets
@@ -409,12 +444,16 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
         aug = make_augmenter("t2i", prior=ctx.prior, steps=p.t2i_steps, guidance=p.t2i_guidance, **base)
     else:
         aug = make_augmenter(spec["method"], **base)
-    X = ctx.latents() if spec["space"] == "latent" else torch.from_numpy(ctx.x_train).float().div(255)[:, None]
+    if spec["method"] == "none":  # nothing to generate: the train images are not read
+        cost = {"n_generated": 0, "fit_seconds": 0.0, "generate_seconds": 0.0, "samples_per_s": None, "unet_evals_per_sample": None, "seconds_to_n_per_class": 0.0, "space": spec["space"]}
+        return np.zeros((0, *ctx.x_train.shape[1:]), np.uint8), np.zeros((0, len(ctx.classes)), np.uint8), np.zeros(0, np.int64), cost
+    # pixel-space baselines (oversample, smote-pixel) work on the whole train matrix: they hold it
+    X = ctx.latents() if spec["space"] == "latent" else torch.from_numpy(np.asarray(ctx.x_train)).float().div(255)[:, None]
     t = time.perf_counter()
     with ctx.prior.count_unet() as cnt:
         X_new, y_new = aug.fit_generate(X, ctx.y_train)
     if spec["space"] == "latent":
-        images = to_uint8_gray(ctx.prior.decode(X_new, batch_size=ctx.vae_batch)) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
+        images = decode_uint8(ctx.prior, X_new, ctx.vae_batch, ctx.x_train.shape[1:])
     else:
         images = to_uint8_gray(X_new) if len(X_new) else np.zeros((0, *ctx.x_train.shape[1:]), np.uint8)
     seconds = time.perf_counter() - t
@@ -468,7 +507,9 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
         results["label_fidelity"] = None
     results["generated_per_class"] = {c: int((targets == ctx.classes.index(c)).sum()) for c in ctx.tail}
     results["metrics_seconds"] = round(time.perf_counter() - t, 2)
-    x = np.concatenate([ctx.x_train, images]) if len(images) else ctx.x_train
+    from ltbench.data.rows import ConcatRows
+
+    x = ConcatRows(ctx.x_train, images) if len(images) else ctx.x_train  # read batch by batch, never concatenated
     y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
     init = ctx.classifier_init(seed)  # the seed's shared warm start: a stage of its own, not timed as this row's
     t = time.perf_counter()
@@ -639,7 +680,8 @@ def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: floa
 
         info["oracle"] = {"trained": oracle_json(preset.oracle)}
         if hasattr(ctx, "x_test"):  # the oracle on this run's own test split: the ceiling to compare with
-            ap = average_precisions(ctx.y_test, ctx.oracle.probs(ctx.x_test), ctx.classes)
+            probs = np.concatenate([ctx.oracle.probs(ctx.x_test[i : i + 1024]) for i in range(0, len(ctx.x_test), 1024)])
+            ap = average_precisions(ctx.y_test, probs, ctx.classes)
             info["oracle"]["test_average_precision"] = ap
             info["oracle"].update(head_tail_map(ap, ctx.head, ctx.tail))
         elif "test_average_precision" in prev.get("oracle", {}):
