@@ -15,7 +15,7 @@ def _cmd_data_phantom(args) -> int:
 
     cfg = config_from_args(PhantomConfig, args)
     print(json.dumps({"phantom": dataclasses.asdict(cfg)}, indent=2))
-    write_phantom(cfg, args.out, batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite)
+    write_phantom(cfg, args.out, batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite, layout=args.layout, upsample_to=args.upsample_to)
     print(f"wrote CXR-Phantom-LT ({cfg.n} images, {cfg.size}px) to {args.out}")
     return 0
 
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--out", required=True, help="output folder (built as OUT.partial, renamed when complete)")
     ph.add_argument("--batch-size", type=int, default=256, help="images rendered per batch (default: 256)")
     ph.add_argument("--overwrite", action="store_true", help="replace OUT if it holds something else")
+    ph.add_argument("--layout", default="phantom", choices=("phantom", "mimic-cxr-lt"), help="phantom: images/ + labels.csv with a split column; mimic-cxr-lt: MIMIC-CXR-JPG folders and the three MIMIC-CXR-LT label CSVs, read by the mimic-cxr-lt(-paper) dataset presets (default: phantom)")
+    ph.add_argument("--upsample-to", type=int, default=None, metavar="PX", help="write the images upsampled (bilinear) to PX, rendered at --size (e.g. --size 128 --upsample-to 512: the paper's 512 px at a fraction of the rendering cost)")
     ph.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_args(ph, PhantomConfig, group="phantom")
     ph.set_defaults(func=_cmd_data_phantom)

@@ -259,3 +259,84 @@ def test_cells_fan_out_under_torchrun_and_shard_with_the_same_results(tmp_path):
     assert "| `smote` |" in open(os.path.join(sharded, "table1.md")).read()
     bad = subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--shard", "2/2", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
+
+
+def test_mimic_layout_runs_the_paper_code_path_and_records_time_and_memory(tmp_path):
+    """The phantom written in MIMIC-CXR-LT's layout (folders, three label CSVs) is read by
+    the `mimic-cxr-lt-paper` dataset preset: the paper preset's data path, with run.json
+    recording per-stage seconds and peak RSS."""
+    import dataclasses
+
+    import pandas as pd
+
+    from ltbench.data.phantom import PhantomConfig, write_phantom
+    from ltbench.testing import make_tiny_sd_pipeline
+
+    root = write_phantom(PhantomConfig(n=1000, size=32, min_test_positives=1), str(tmp_path / "mimic"), progress=False, layout="mimic-cxr-lt", upsample_to=64)
+    train = pd.read_csv(os.path.join(root, "miccai2023_mimic-cxr-lt_labels_train.csv"))
+    assert train["path"].str.match(r"files/p1\d/p1\d{7}/s5\d{7}/[0-9a-f-]{44}\.png").all()
+    from PIL import Image
+
+    assert Image.open(os.path.join(root, train["path"][0])).size == (64, 64)  # upsampled
+    prior = make_tiny_sd_pipeline(str(tmp_path / "sd"))
+    preset = dataclasses.replace(PRESETS["paper-rehearsal"], data_root=root, prior=prior, image_size=64, rows=("none", "real", "smote"), n_per_class=4, classifier=PRESETS["smoke"].classifier, fid_real_per_class=8)
+    summary = run_table1(preset, str(tmp_path / "run"), progress=False)
+    assert sorted(summary["ran"]) == ["none__seed0", "real__seed0", "smote__seed0"]
+    cell = json.load(open(tmp_path / "run" / "cells" / "smote__seed0.json"))
+    assert cell["results"]["train_size"]["real"] == len(train)
+    run = json.load(open(tmp_path / "run" / "run.json"))
+    assert run["split_sizes"]["train"] == len(train) and run["split_sizes"]["image_px"] == 64
+    inv = run["invocations"][-1]
+    for stage in ("data", "encode", "generate", "classifier"):
+        assert inv["stage_peak_rss_mb"][stage] > 100, stage
+    assert inv["peak_rss_mb"] == max(inv["stage_peak_rss_mb"].values())
+    assert {"data_s", "encode_s", "generate_s", "classifier_s"} <= set(inv["stage_timings"])
+    from ltbench.reproduce.projection import project
+
+    with pytest.raises(ValueError, match="no cell of row"):
+        project(str(tmp_path / "run"))  # t2i and fsa-il were not run: their costs are unmeasured
+
+
+def _measured(**rows):
+    base = {"none": (0, None, "pixel"), "real": (20, 0.0, "pixel"), "vae": (20, 0.0, "pixel"), "smote": (20, 0.0, "latent"), "t2i": (20, 6.0, "latent"), "fsa-il@0": (20, 0.0, "latent"), "fsa-il@1": (20, 2.0, "latent"), "fsa-il@5": (20, 10.0, "latent")}
+    base.update(rows)
+    return {"rows": {r: {"n_generated": n, "unet_evals_per_sample": e, "space": sp} for r, (n, e, sp) in base.items()}, "t2i_steps": 3}
+
+
+def test_projection_scales_the_measured_work_to_the_paper_preset():
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.projection import project
+
+    paper = PRESETS["paper"]
+    p = project(m=_measured())
+    cells = {(c["row"], c["seed"]): c for c in p["cells"]}
+    assert len(cells) == len(paper.rows) * paper.seeds
+    n = paper.n_per_class * 5
+    # 6 evaluations per sample at 3 steps (guidance: 2 per step) -> 2 x 75 at the paper's steps
+    assert cells[("t2i", 0)]["work"]["unet_evals"] == n * 2 * paper.t2i_steps
+    pndm = {(c["row"], c["seed"]): c for c in project(m=_measured(t2i=(20, 8.0, "latent")))["cells"]}
+    assert pndm[("t2i", 0)]["work"]["unet_evals"] == n * 2 * (paper.t2i_steps + 1)  # PNDM: one extra step
+    assert cells[("fsa-il@5", 0)]["work"]["unet_evals"] == n * 10
+    assert cells[("none", 0)]["work"]["unet_evals"] == 0 and cells[("none", 0)]["work"]["decodes"] == 0
+    assert cells[("vae", 0)]["work"]["encodes"] == n
+    one, eight = p["projection"]["1xH100"], p["projection"]["8xH100"]
+    assert one["shared_hours"] == eight["shared_hours"]
+    longest = max(c["seconds"] for c in p["cells"]) / 3600
+    assert longest - 0.01 <= eight["cells_hours"] < one["cells_hours"]
+    assert abs(one["cells_hours"] - sum(c["seconds"] for c in p["cells"]) / 3600) < 0.01
+    faster = project(m=_measured(), assume={"unet_evals_per_s": 200.0})  # twice the UNet throughput
+    gen = lambda q: sum(c["generate_s"] for c in q["cells"] if c["row"] == "t2i")  # noqa: E731
+    dec = sum(c["work"]["decodes"] for c in p["cells"] if c["row"] == "t2i") / 40.0
+    assert abs((gen(faster) - dec) * 2 - (gen(p) - dec)) < 1e-6
+
+
+def test_roentgen_shaped_pipeline_has_the_paper_shapes(tmp_path):
+    from ltbench.prior.pipeline import load_prior
+    from ltbench.reproduce.rehearsal import make_roentgen_shaped_pipeline
+
+    prior = load_prior(make_roentgen_shaped_pipeline(str(tmp_path / "sd")))
+    assert tuple(prior.latent_shape) == (4, 64, 64)
+    unet = prior.pipe.unet.config
+    assert list(unet.down_block_types) == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"] and unet.sample_size == 64
+    assert prior.pipe.vae.config.sample_size == 512 and len(prior.pipe.vae.config.block_out_channels) == 4
+    assert type(prior.pipe.scheduler).__name__ == "PNDMScheduler"

@@ -1,4 +1,5 @@
-"""``python -m ltbench.reproduce table1 [--preset smoke|default|paper] [--seeds N] [--out DIR]``."""
+"""``python -m ltbench.reproduce table1 [--preset smoke|default|paper|paper-rehearsal] [--seeds N] [--out DIR]``;
+``python -m ltbench.reproduce project --run DIR`` (the paper preset's time on H100s, from a rehearsal)."""
 
 import argparse
 import dataclasses
@@ -14,9 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m ltbench.reproduce",
         description="Reproduce the paper's experiments. Runs the missing cells (row x seed), reuses finished ones (a killed run resumes), then renders table1.md, table1.csv and figures from the cell JSONs.",
     )
-    p.add_argument("experiment", choices=["table1"], help="experiment to run")
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="smoke (CI, minutes), default (CXR-Phantom-LT on CPU, 4 seeds, about 26 min on 2 cores), paper (MIMIC-CXR-LT + RoentGen, local paths, GPU)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (default: the preset's; default preset: 4)")
+    p.add_argument("experiment", choices=["table1", "project"], help="table1: run the experiment; project: project the paper preset's time on H100s from a paper-rehearsal run (--run)")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="smoke (CI, minutes), default (CXR-Phantom-LT on CPU, 3 seeds, about 13 min on 2 cores), paper (MIMIC-CXR-LT + RoentGen, local paths, GPU), paper-rehearsal (the paper's code path and shapes at a 2-core budget; makes its inputs under OUT/inputs)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (default: the preset's; default preset: 3)")
     p.add_argument("--rows", default=None, help=f"comma-separated rows (default: the preset's); available: {', '.join(ALL_ROWS)}")
     p.add_argument("--out", default=None, help="run folder (default: runs/table1-<preset>; the committed default run is results/table1-default)")
     p.add_argument("--data", default=None, help="paper preset: local MIMIC-CXR-LT folder")
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights", default=None, help="torch-fidelity Inception weights file (default: its cache; absent = 'n/a')")
     p.add_argument("--device", default=None, help="auto, cpu, cuda (default: auto)")
     p.add_argument("--shard", default=None, metavar="I/N", help="compute only the cells k with k %% N == I (N copies started by a scheduler, e.g. a Slurm array; they may share --out). Under torchrun the processes share the cells without it")
+    p.add_argument("--run", default="results/paper-rehearsal", help="project: the paper-rehearsal run folder (default: results/paper-rehearsal)")
+    p.add_argument("--assume", action="append", default=[], metavar="KEY=VALUE", help="project: override an assumed throughput or split size (repeatable; keys in projection.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
@@ -36,6 +39,8 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.experiment == "project":
+        return _project(args)
     preset = PRESETS[args.preset]
     changes = {}
     if args.seeds is not None:
@@ -53,11 +58,23 @@ def main(argv=None) -> int:
             changes[field] = getattr(args, opt)
     preset = dataclasses.replace(preset, **changes)
     out = args.out or f"runs/table1-{preset.name}"
+    timings = {}
     try:
         from ltbench.reproduce.table1 import parse_shard
 
+        if preset.extra.get("rehearsal") and (not preset.data_root or not preset.prior):
+            import os
+            import time
+
+            from ltbench.reproduce.rehearsal import prepare_inputs
+
+            t = time.perf_counter()
+            data, prior = prepare_inputs(out, progress=not args.quiet and int(os.environ.get("LOCAL_RANK", 0)) == 0)
+            preset = dataclasses.replace(preset, data_root=preset.data_root or data, prior=preset.prior or prior)
+            timings["inputs_s"] = round(time.perf_counter() - t, 2)  # recorded in run.json
+
         shard = parse_shard(args.shard) if args.shard else None
-        summary = run_table1(preset, out, progress=not args.quiet, shard=shard)
+        summary = run_table1(preset, out, progress=not args.quiet, shard=shard, timings=timings)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"python -m ltbench.reproduce table1: error: {exc}", file=sys.stderr)
         return 2
@@ -65,6 +82,35 @@ def main(argv=None) -> int:
     if summary.get("rank", 0) == 0:
         with open(f"{out}/table1.md") as f:
             print(f.read())
+    return 0
+
+
+def _project(args) -> int:
+    import os
+
+    from ltbench.reproduce.projection import ASSUMED_H100, PAPER_SPLITS, main as project
+
+    assume = {}
+    for item in args.assume:
+        key, sep, value = item.partition("=")
+        if not sep or key not in {**ASSUMED_H100, **PAPER_SPLITS}:
+            print(f"python -m ltbench.reproduce project: error: --assume {item!r}: expected KEY=VALUE with KEY one of {sorted({**ASSUMED_H100, **PAPER_SPLITS})}", file=sys.stderr)
+            return 2
+        try:
+            assume[key] = float(value)
+        except ValueError:
+            print(f"python -m ltbench.reproduce project: error: --assume {item!r}: {value!r} is not a number", file=sys.stderr)
+            return 2
+    if not os.path.isfile(os.path.join(args.run, "run.json")):
+        print(f"python -m ltbench.reproduce project: error: {args.run} holds no run.json; run `python -m ltbench.reproduce table1 --preset paper-rehearsal --out {args.run}` first", file=sys.stderr)
+        return 2
+    try:
+        p = project(args.run, assume)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"python -m ltbench.reproduce project: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(p["projection"], indent=2))
+    print(f"wrote {os.path.join(args.run, 'projection.md')}")
     return 0
 
 

@@ -9,6 +9,11 @@ config (``docs/evaluation.md``).
   quarter of the rate); under 15 minutes on a 2-core machine.
 * ``paper``: MIMIC-CXR-LT (10-class subset) + RoentGen from local paths, the paper's sizes,
   on a GPU.
+* ``paper-rehearsal``: the ``paper`` preset's code path and tensor shapes (MIMIC-CXR-LT files
+  at 512 px, a RoentGen-shaped pipeline with 4x64x64 latents, DenseNet121 at 224 px) with its
+  compute cut to fit a 2-core machine in well under 45 minutes; its inputs are made under
+  ``OUT/inputs`` (``ltbench.reproduce.rehearsal``). It measures time and peak memory per stage
+  for the projection to the real preset (``python -m ltbench.reproduce project``), not quality.
 """
 
 import dataclasses
@@ -62,7 +67,7 @@ class Table1Preset:
     device: str = "auto"
     data_root: str | None = None  # read `dataset` from this folder (paper: MIMIC-CXR-LT); None: render the phantom in memory
     image_size: int = 64  # px the images are read at (the prior's VAE input; RoentGen: 512)
-    train_sample: int = 0  # files: a seeded sample of this many train rows (0 = all), held in memory
+    train_sample: int = 0  # files: a seeded sample of this many train rows (0 = all), streamed from work/data
     inception_weights: str | None = None  # torch-fidelity Inception file; None = its cache or n/a
     extra: dict = field(default_factory=dict)
 
@@ -111,5 +116,21 @@ PRESETS = {
         il=IL_PRESETS["paper"],
         classifier=ClassifierConfig(input_size=224, steps=20_000, batch_size=64, lr=1e-3),
         fid_real_per_class=1000,
+    ),
+    "paper-rehearsal": Table1Preset(
+        name="paper-rehearsal",
+        dataset="mimic-cxr-lt-paper",
+        prior="",  # made under OUT/inputs unless --prior is given
+        oracle=None,
+        rows=PAPER_ROWS,
+        seeds=1,
+        image_size=512,
+        train_sample=0,  # all 1,500 train rows (paper: a 20,000-row sample)
+        n_per_class=32,  # paper: 1000 (a UNet evaluation of the SD-1.x-shaped UNet at 64x64 costs 0.1 s here)
+        il=ILConfig(generations=2, ngf=8, max_depth=4, batch_size=64, lr=1e-3, classifier="small"),  # paper: 20 generations, ngf 64, VGG11
+        classifier=ClassifierConfig(input_size=224, warm_steps=12, steps=6, batch_size=8, finetune_lr=5e-4, eval_batch_size=32),  # paper: 20,000 steps of 64
+        t2i_steps=3,  # paper: 75
+        fid_real_per_class=32,
+        extra={"rehearsal": True},
     ),
 }

@@ -74,6 +74,9 @@ class Context:
         self.work = os.path.join(out, "work")
         self.classes, self.head, self.tail = list(PAPER_CLASSES), list(HEAD_CLASSES), list(TAIL_CLASSES)
         self.timings: dict = {}
+        from ltbench.utils.memory import StagePeaks
+
+        self.peaks = StagePeaks()  # peak RSS per stage, for run.json
         self._prior = self._oracle = self._il = self._latents = None
         self.inputs = input_identity(preset)
 
@@ -150,6 +153,7 @@ class Context:
         self.x_train, self.x_val, self.x_test = (RowFile(os.path.join(folder, f"{k}.npy")) for k in ("train", "val", "test"))
         self.y_train, self.y_val, self.y_test = d["labels_train"], d["labels_val"], d["labels_test"]
         self.timings["data_s"] = round(time.perf_counter() - t, 2)
+        self.peaks.mark("data")
         for c in self.tail:
             if self.y_train[:, self.classes.index(c)].sum() == 0:
                 raise ValueError(f"the train split has no '{c}' example to augment; use a larger dataset")
@@ -241,14 +245,16 @@ class Context:
             t = time.perf_counter()
             if not _cached(path, stamp, torch_file=True):
                 bs = self.vae_batch
-                chunks = range(0, len(self.x_train), 1024)
+                step = max(bs, 2**28 // (12 * self.preset.image_size**2))  # images read per chunk: <= 256 MiB as float RGB
+                chunks = range(0, len(self.x_train), step)
                 from tqdm.auto import tqdm
 
-                z = torch.cat([self.prior.encode(images_to_unit(self.x_train[i : i + 1024]), batch_size=bs) for i in tqdm(chunks, desc="encode", disable=not self.progress)])
+                z = torch.cat([self.prior.encode(images_to_unit(self.x_train[i : i + step]), batch_size=bs) for i in tqdm(chunks, desc="encode", disable=not self.progress)])
                 with atomic_path(path) as tmp:
                     torch.save({"latents": z, "stamp": stamp}, tmp)
             self._latents = torch.load(path, weights_only=True)["latents"]
             self.timings["encode_s"] = round(time.perf_counter() - t, 2)
+            self.peaks.mark("encode")
         return self._latents
 
     def _fid_reference_unlocked(self) -> dict:
@@ -317,6 +323,7 @@ class Context:
             with atomic_path(path) as tmp:
                 torch.save({"state": state, "stamp": stamp}, tmp)
             self.timings["classifier_warm_s"] = round(self.timings.get("classifier_warm_s", 0.0) + time.perf_counter() - t, 2)
+            self.peaks.mark("classifier_warm")
         return torch.load(path, weights_only=True)["state"]
 
     @property
@@ -343,6 +350,7 @@ class Context:
             fsa = make_augmenter("fsa-il", classes=self.classes, head=self.head, tail=self.tail, il=self.preset.il, work_dir=self.work, progress=self.progress).fit(z, self.y_train)
             self._il = (fsa.model_, fsa.cams_, fsa.scores_)
             self.timings["il_fit_s"] = round(time.perf_counter() - t, 2)
+            self.peaks.mark("il_fit")
             if fresh:  # the one-off cost of the fsa-il rows, kept when the fit is reused
                 atomic_write_json(seconds_file, {"il_and_cams_seconds": self.timings["il_fit_s"]})
             with open(seconds_file) as f:
@@ -487,6 +495,7 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
         images, labels, targets, cost = generate_cell(ctx, row, seed)
         with atomic_path(gen_path) as tmp:
             np.savez(tmp, images=images, labels=labels, targets=targets, cost=json.dumps(cost), stamp=stamp)
+    ctx.peaks.mark("generate")
     results: dict = {"cost": cost}
     t = time.perf_counter()
     if len(images):
@@ -507,6 +516,7 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
         results["label_fidelity"] = None
     results["generated_per_class"] = {c: int((targets == ctx.classes.index(c)).sum()) for c in ctx.tail}
     results["metrics_seconds"] = round(time.perf_counter() - t, 2)
+    ctx.peaks.mark("metrics")
     from ltbench.data.rows import ConcatRows
 
     x = ConcatRows(ctx.x_train, images) if len(images) else ctx.x_train  # read batch by batch, never concatenated
@@ -519,6 +529,7 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
     results.update(head_tail_map(ap, ctx.head, ctx.tail))
     results["average_precision"] = ap
     results["classifier_seconds"] = round(time.perf_counter() - t, 2)
+    ctx.peaks.mark("classifier")
     results["train_size"] = {"real": int(len(ctx.x_train)), "generated": int(len(images))}
     if seed == 0 and len(images):
         from ltbench.reproduce.report import sample_grid
@@ -565,7 +576,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def run_table1(preset: Table1Preset, out: str, progress: bool = True, shard: tuple[int, int] | None = None) -> dict:
+def run_table1(preset: Table1Preset, out: str, progress: bool = True, shard: tuple[int, int] | None = None, timings: dict | None = None) -> dict:
     """Run the missing cells of ``preset`` into ``out`` and render the table. Returns
     {"ran": [...], "reused": [...], "by_others": [...], "seconds": float}.
 
@@ -594,6 +605,7 @@ def run_table1(preset: Table1Preset, out: str, progress: bool = True, shard: tup
     clean_stale_tmp(out)  # temporary files of a killed run (never a live one's)
     load_cells(out)  # every cell already on disk must be readable before any expensive stage
     ctx = Context(preset, out, progress)
+    ctx.timings.update(timings or {})  # stages run before this call (the rehearsal's inputs)
     cells = [(r, s) for r in preset.rows for s in range(preset.seeds)]
     if shard is not None:
         cells = [c for k, c in enumerate(cells) if k % shard[1] == shard[0]]
@@ -673,8 +685,12 @@ def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: floa
     from ltbench.utils.dist import rank_world
 
     rank, world = rank_world()
-    history = prev.get("invocations", []) + [{"seconds": round(seconds, 1), "cells_run": ran, "rank": rank, "world": world, "stage_timings": ctx.timings, "metadata": metadata(None)}]
+    history = prev.get("invocations", []) + [{"seconds": round(seconds, 1), "cells_run": ran, "rank": rank, "world": world, "stage_timings": ctx.timings, **ctx.peaks.as_dict(), "metadata": metadata(None)}]
     info = {"preset": preset.name, "config": dataclasses.asdict(preset), "invocations": history}
+    if hasattr(ctx, "x_train"):
+        info["split_sizes"] = {"train": len(ctx.x_train), "val": len(ctx.x_val), "test": len(ctx.x_test), "image_px": int(ctx.x_train.shape[-1])}
+    elif "split_sizes" in prev:
+        info["split_sizes"] = prev["split_sizes"]
     if preset.oracle:
         from ltbench.eval.oracle import oracle_json
 

@@ -117,20 +117,33 @@ def bits_to_masks(bits: np.ndarray, k: int = len(PAPER_CLASSES)) -> np.ndarray:
     return ((bits[..., None, :, :] >> shifts) & 1).astype(bool)
 
 
-def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress: bool = True, overwrite: bool = False) -> str:
+def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress: bool = True, overwrite: bool = False, layout: str = "phantom", upsample_to: int | None = None) -> str:
     """Write CXR-Phantom-LT to ``out``: ``images/NNNNNN.png`` (8-bit grayscale),
     ``masks/NNNNNN.png`` (16-bit, bit k = finding k), ``labels.csv`` (``path``, ``mask_path``,
     ``split``, one 0/1 column per class) and ``phantom.json`` (the config).
+
+    ``layout="mimic-cxr-lt"`` writes the same images the way MIMIC-CXR-LT is laid out, so the
+    ``mimic-cxr-lt`` / ``mimic-cxr-lt-paper`` dataset presets (the paper's code path) read it:
+    ``files/pNN/p<subject>/s<study>/<dicom_id>.png`` and one labels CSV per split,
+    ``miccai2023_mimic-cxr-lt_labels_{train,val,test}.csv`` (``dicom_id``, ``subject_id``,
+    ``study_id``, ``path``, then the 19 MIMIC-CXR-LT classes; the 9 the phantom does not draw
+    are 0). ``upsample_to``: images are rendered at ``cfg.size`` and written bilinearly
+    upsampled to this size (masks by nearest neighbour), e.g. a 512 px rehearsal of the paper's
+    shapes without the cost of rendering at 512 px.
 
     The folder is built as ``out.partial`` and renamed when complete, so ``out`` is either
     absent or whole. A killed run resumes: finished images in ``out.partial`` are kept
     (each was written atomically and is deterministic). Returns ``out``."""
     from tqdm.auto import tqdm
 
-    meta = {"dataset": "CXR-Phantom-LT", "config": dataclasses.asdict(cfg), "renderer": RENDERER_VERSION, "classes": list(PAPER_CLASSES)}
+    if layout not in ("phantom", "mimic-cxr-lt"):
+        raise ValueError(f"layout must be 'phantom' or 'mimic-cxr-lt', got {layout!r}")
+    if upsample_to is not None and upsample_to < cfg.size:
+        raise ValueError(f"upsample_to ({upsample_to}) must be >= the rendered size ({cfg.size})")
+    meta = {"dataset": "CXR-Phantom-LT", "config": dataclasses.asdict(cfg), "renderer": RENDERER_VERSION, "classes": list(PAPER_CLASSES), "layout": layout, "upsample_to": upsample_to}
 
     def same(prev):  # same config and same renderer: the same bytes
-        return prev is not None and prev.get("config") == meta["config"] and prev.get("renderer") == RENDERER_VERSION
+        return prev is not None and prev.get("config") == meta["config"] and prev.get("renderer") == RENDERER_VERSION and prev.get("layout", "phantom") == layout and prev.get("upsample_to") == upsample_to
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise FileExistsError(f"--out {out} is a file, not a dataset folder; choose another path (--overwrite never deletes a file)")
@@ -146,12 +159,13 @@ def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress:
     prev = _read_meta(partial)
     if prev is not None and not same(prev):
         shutil.rmtree(partial)  # an interrupted run with other settings or renderer: nothing reusable
-    os.makedirs(os.path.join(partial, "images"), exist_ok=True)
+    os.makedirs(os.path.join(partial, "images" if layout == "phantom" else "files"), exist_ok=True)
     os.makedirs(os.path.join(partial, "masks"), exist_ok=True)
     atomic_write_json(os.path.join(partial, META_JSON), meta)
 
     labels, split = make_labels(cfg)
     names = [f"{i:06d}.png" for i in range(cfg.n)]
+    image_paths = [f"images/{n}" for n in names] if layout == "phantom" else [mimic_path(i) for i in range(cfg.n)]
     todo = np.array([i for i in range(cfg.n) if not os.path.exists(os.path.join(partial, "masks", names[i]))], dtype=np.int64)
     with tqdm(total=cfg.n, initial=cfg.n - len(todo), desc="phantom", unit="img", disable=not progress) as bar:
         for s in range(0, len(todo), batch_size):
@@ -159,18 +173,56 @@ def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress:
             images, masks = render(labels[b], b, cfg.seed, cfg)
             bits = masks_to_bits(masks)
             for j, i in enumerate(b):
+                img, bit = images[j], bits[j]
+                if upsample_to and upsample_to != cfg.size:
+                    img = np.asarray(Image.fromarray(img).resize((upsample_to, upsample_to), Image.BILINEAR))
+                    bit = np.asarray(Image.fromarray(bit).resize((upsample_to, upsample_to), Image.NEAREST))
                 # image first, mask last: a present mask marks the pair complete
-                _save_png(images[j], os.path.join(partial, "images", names[i]))
-                _save_png(bits[j], os.path.join(partial, "masks", names[i]))
+                os.makedirs(os.path.dirname(os.path.join(partial, image_paths[i])), exist_ok=True)
+                _save_png(img, os.path.join(partial, image_paths[i]))
+                _save_png(bit, os.path.join(partial, "masks", names[i]))
             bar.update(len(b))
+    if layout == "mimic-cxr-lt":
+        _write_mimic_csvs(partial, labels, split, image_paths)
 
     header = ["path", "mask_path", "split", *PAPER_CLASSES]
     lines = [",".join(f'"{h}"' if "," in h else h for h in header)]
     for i in range(cfg.n):
-        lines.append(",".join([f"images/{names[i]}", f"masks/{names[i]}", split[i], *map(str, labels[i])]))
+        lines.append(",".join([image_paths[i], f"masks/{names[i]}", split[i], *map(str, labels[i])]))
     atomic_write_text(os.path.join(partial, LABELS_CSV), "\n".join(lines) + "\n")
     os.replace(partial, out)
     return out
+
+
+def mimic_path(i: int) -> str:
+    """MIMIC-CXR-JPG's folder scheme for phantom image ``i``: files/pNN/p<subject>/s<study>/<dicom_id>.png
+    (one study per subject, one image per study)."""
+    subject, study = 10_000_000 + i, 50_000_000 + i
+    return f"files/p{subject // 1_000_000}/p{subject}/s{study}/{mimic_dicom_id(i)}.png"
+
+
+def mimic_dicom_id(i: int) -> str:
+    import hashlib
+
+    h = hashlib.sha1(f"phantom-{i}".encode()).hexdigest()
+    return "-".join(h[k : k + 8] for k in range(0, 40, 8))
+
+
+def _write_mimic_csvs(folder: str, labels: np.ndarray, split: np.ndarray, paths: list) -> None:
+    from ltbench.data.classes import MIMIC_CXR_LT_19
+
+    missing = [c for c in PAPER_CLASSES if c not in MIMIC_CXR_LT_19]
+    if missing:
+        raise AssertionError(f"phantom classes {missing} are not MIMIC-CXR-LT classes")
+    cols = {c: PAPER_CLASSES.index(c) for c in PAPER_CLASSES}
+    for part in ("train", "val", "test"):
+        rows = np.flatnonzero(split == part)
+        header = ["dicom_id", "subject_id", "study_id", "path", *MIMIC_CXR_LT_19]
+        lines = [",".join(header)]
+        for i in rows:
+            lab = [str(int(labels[i, cols[c]])) if c in cols else str(int(c == "No Finding" and labels[i].sum() == 0)) for c in MIMIC_CXR_LT_19]
+            lines.append(",".join([mimic_dicom_id(int(i)), str(10_000_000 + int(i)), str(50_000_000 + int(i)), paths[i], *lab]))
+        atomic_write_text(os.path.join(folder, f"miccai2023_mimic-cxr-lt_labels_{part}.csv"), "\n".join(lines) + "\n")
 
 
 def _save_png(arr: np.ndarray, path: str) -> None:
