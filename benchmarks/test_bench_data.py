@@ -1,4 +1,5 @@
-"""Phantom generation speed, encode throughput, and the encode memory bound.
+"""Phantom generation speed, encode throughput, the encode memory bound, and Table 1's
+streaming memory bound at 512 px.
 
 Run: ``pytest benchmarks/ --benchmark-only -k data``. Each benchmark checks its result."""
 
@@ -102,3 +103,27 @@ def test_data_encode_memory_is_bounded_by_the_batch(benchmark, encode_inputs, be
     benchmark.extra_info.update(n_small=small["rows"], n_big=big["rows"], rss_small_mb=round(small["peak_rss_mb"], 1), rss_big_mb=round(big["peak_rss_mb"], 1), rss_ratio=round(ratio, 3))
     assert big["rows"] == 4 * small["rows"] and small["peak_rss_mb"] > 0 and np.isfinite(ratio)
     assert ratio < 1.3, f"peak RSS grew {ratio:.2f}x from N={small['rows']} to 4N"
+
+
+def test_data_table1_streaming_memory_at_512px(benchmark, bench_dir):
+    """Table 1's data, classifier and scoring stages on N and 4N files at 512 px in the
+    MIMIC-CXR-LT layout (the paper-rehearsal's shapes): peak RSS within 1.3x, and the growth per
+    extra image far below one image's bytes (holding the splits would cost 256 KiB each)."""
+    from ltbench.testing import table1_stage_memory
+
+    size, n_small, n_big = 512, 300, 1200
+    data = {}
+    for name, n in (("small", n_small), ("big", n_big)):
+        data[name] = write_phantom(PhantomConfig(n=n, size=64, seed=0, min_test_positives=1), str(bench_dir / f"t1mem-{name}"), progress=False, layout="mimic-cxr-lt", upsample_to=size)
+    runs = iter(range(100))
+
+    def both():
+        i = next(runs)
+        return {name: table1_stage_memory(data[name], str(bench_dir / f"t1mem-out-{name}{i}"), size) for name in ("small", "big")}
+
+    res = benchmark.pedantic(both, rounds=1, iterations=1)
+    per_image_kib = (res["big"]["delta_mb"] - res["small"]["delta_mb"]) / (n_big - n_small) * 1024
+    ratio = res["big"]["peak_mb"] / res["small"]["peak_mb"]
+    benchmark.extra_info.update(size=size, n_small=n_small, n_big=n_big, peak_small_mb=round(res["small"]["peak_mb"], 1), peak_big_mb=round(res["big"]["peak_mb"], 1), peak_ratio=round(ratio, 3), growth_kib_per_extra_image=round(per_image_kib, 2), image_kib=size * size / 1024, stages_big=res["big"]["stages"])
+    assert ratio < 1.3, res
+    assert per_image_kib < 0.25 * size * size / 1024, res

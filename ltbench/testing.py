@@ -58,3 +58,43 @@ def make_tiny_sd_pipeline(root: str, seed: int = 0, scheduler: str = "pndm") -> 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=make_text_encoder(len(tokenizer), seed), tokenizer=tokenizer, unet=unet, scheduler=sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(root)
     return root
+
+
+TABLE1_MEMORY_SCRIPT = """
+import json, sys
+import torch
+from ltbench.eval.classifier import ClassifierConfig
+from ltbench.reproduce.presets import Table1Preset
+from ltbench.reproduce.table1 import run_table1
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
+
+data, out, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+torch.set_num_threads(1)
+preset = Table1Preset(name="memory", data_root=data, image_size=size, oracle=None, rows=("none",), seeds=1,
+                      classifier=ClassifierConfig(input_size=32, steps=3, warm_steps=3, batch_size=8, eval_batch_size=64))
+import torchvision, diffusers  # noqa: F401 - imported before the baseline, like the run's own imports
+base = status("VmRSS")
+run_table1(preset, out, progress=False)
+run = json.load(open(out + "/run.json"))["invocations"][-1]  # the run's own per-stage peaks (it resets VmHWM per stage)
+print(json.dumps({"rows": run.get("rows"), "delta_mb": run["peak_rss_mb"] - base, "peak_mb": run["peak_rss_mb"], "stages": run["stage_peak_rss_mb"]}))
+"""
+
+
+def table1_stage_memory(data: str, out: str, size: int) -> dict:
+    """Peak RSS of Table 1's streaming stages (data, the classifier's warm start and row, the
+    test split's scoring: the ``none`` row) on the phantom files in ``data``, in a fresh
+    process: {"delta_mb": peak - RSS after imports, "peak_mb", "stages": per-stage peaks}."""
+    import json
+    import subprocess
+    import sys
+
+    # large blocks straight from mmap, so freed memory leaves the process (glibc's heap would
+    # otherwise keep fragments and the peak wander between runs)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", TABLE1_MEMORY_SCRIPT, data, out, str(size)], capture_output=True, text=True, env=env, timeout=1200)
+    if r.returncode != 0:
+        raise RuntimeError(f"table1 memory probe failed: {r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])

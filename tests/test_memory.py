@@ -57,33 +57,6 @@ def test_encode_peak_memory_does_not_grow_with_the_dataset(tmp_path):
     assert per_image < 0.25 * image_mb, f"peak RSS grew {per_image * 1024:.0f} KiB per extra image ({res})"
 
 
-TABLE1_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import torch
-    from ltbench.eval.classifier import ClassifierConfig
-    from ltbench.reproduce.presets import Table1Preset
-    from ltbench.reproduce.table1 import run_table1
-
-    def status(key):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
-
-    data, out, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    torch.set_num_threads(1)
-    preset = Table1Preset(name="memory", data_root=data, image_size=size, oracle=None, rows=("none",), seeds=1,
-                          classifier=ClassifierConfig(input_size=32, steps=3, warm_steps=3, batch_size=8, eval_batch_size=64))
-    import torchvision, diffusers  # noqa: F401 - imported before the baseline, like the run's own imports
-    base = status("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    run_table1(preset, out, progress=False)
-    run = json.load(open(out + "/run.json"))["invocations"][-1]  # the run's own per-stage peaks (it resets VmHWM per stage)
-    print(json.dumps({"delta_mb": run["peak_rss_mb"] - base, "peak_mb": run["peak_rss_mb"], "stages": run["stage_peak_rss_mb"]}))
-    """
-)
-
-
 def test_table1_stages_stream_the_dataset(tmp_path):
     """The data stage (files -> per-split image files, through DataLoader workers), the
     classifier's warm start and row (batches read from disk) and the test split's scoring
@@ -91,15 +64,13 @@ def test_table1_stages_stream_the_dataset(tmp_path):
     the images would cost (measured: 0.2 KiB per extra image; with the splits held in memory 16 KiB, one
     uint8 image), and the 4N run's peak is within 1.3x of the N run's (the issue's bound)."""
     from ltbench.data.phantom import PhantomConfig, write_phantom
+    from ltbench.testing import table1_stage_memory
 
     size, n_small, n_big = 128, 500, 2000
     res = {}
     for name, n in (("small", n_small), ("big", n_big)):
         data = write_phantom(PhantomConfig(n=n, size=size, seed=0, min_test_positives=1), str(tmp_path / f"data-{name}"), progress=False)
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
-        r = subprocess.run([sys.executable, "-c", TABLE1_SCRIPT, data, str(tmp_path / f"out-{name}"), str(size)], capture_output=True, text=True, env=env, timeout=600)
-        assert r.returncode == 0, r.stderr[-3000:]
-        res[name] = json.loads(r.stdout.strip().splitlines()[-1])
+        res[name] = table1_stage_memory(data, str(tmp_path / f"out-{name}"), size)
     image_mb = size * size / 2**20  # one image held as uint8
     per_image = (res["big"]["delta_mb"] - res["small"]["delta_mb"]) / (n_big - n_small)
     assert per_image < 0.25 * image_mb, f"peak RSS grew {per_image * 1024:.1f} KiB per extra image ({res})"

@@ -76,7 +76,7 @@ def test_table1_default_has_the_power_it_was_sized_for():
     assert not wide, f"paired tail-mAP half-widths above 0.03: {wide}"
 
 
-@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation"])
+@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory"])
 def test_readme_benchmark_figures_are_the_rendering_of_the_committed_json(name):
     from ltbench.reproduce.benchtable import rendered_blocks
 
@@ -98,3 +98,36 @@ def test_shipped_prior_quality_describes_its_weights_and_every_tail_class_is_dra
     assert q["config"]["n_per_class"] >= 64 and q["config"]["judge_fpr"] == 0.1
     low = {c: q["prompt_fidelity"][c]["recognised"] for c in TAIL_CLASSES if q["prompt_fidelity"][c]["recognised"] < 0.3}
     assert not low, f"text-to-image all but misses {low}"
+
+
+REHEARSAL = os.path.join(ROOT, "results", "paper-rehearsal")
+
+
+def test_committed_rehearsal_matches_its_preset_and_projection(tmp_path):
+    """The committed paper-rehearsal run was made by the current preset from a clean commit,
+    its pipeline is what `make_roentgen_shaped_pipeline` builds today, and projection.md/json
+    are what `project` computes from it (rerun: README "Running at scale")."""
+    import dataclasses
+
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.projection import project
+    from ltbench.reproduce.rehearsal import make_roentgen_shaped_pipeline
+    from ltbench.utils.io import sha256_file
+
+    with open(os.path.join(REHEARSAL, "run.json")) as f:
+        run = json.load(f)
+    assert all(not i["metadata"]["git_sha"].endswith("-dirty") for i in run["invocations"]), "the rehearsal was run from uncommitted code"
+    preset = dataclasses.replace(PRESETS["paper-rehearsal"], data_root=run["config"]["data_root"], prior=run["config"]["prior"])
+    prior = make_roentgen_shaped_pipeline(str(tmp_path / "sd"))
+    rows = set()
+    for path in sorted(glob.glob(os.path.join(REHEARSAL, "cells", "*.json"))):
+        with open(path) as f:
+            config = json.load(f)["config"]
+        for k, digest in config.pop("inputs")["prior"].items():
+            assert sha256_file(os.path.join(prior, k))[:16] == digest, f"{k}: the rehearsal pipeline changed since the run: rerun it"
+        assert config == json.loads(json.dumps(preset.cell_config(config["row"], config["seed"]))), f"{os.path.basename(path)} was computed with another paper-rehearsal preset: rerun it"
+        rows.add(config["row"])
+    assert rows == set(PRESETS["paper-rehearsal"].rows)
+    with open(os.path.join(REHEARSAL, "projection.json")) as f:
+        committed = json.load(f)
+    assert json.loads(json.dumps(project(REHEARSAL))) == committed, "projection.json is stale: rerun python -m ltbench.reproduce project --run results/paper-rehearsal"

@@ -4,7 +4,8 @@ benchmark figures are generated, never typed:
     python -m ltbench.reproduce.benchtable --readme README.md
 
 replaces each block between ``<!-- NAME begin -->`` and ``<!-- NAME end -->``: ``ops-table``
-(ops-cpu.json), ``prior-cost`` (prior-cpu.json), ``il-generation`` (il-generation-cpu.json).
+(ops-cpu.json), ``prior-cost`` (prior-cpu.json), ``il-generation`` (il-generation-cpu.json),
+``streaming-memory`` (data-memory-cpu.json).
 ``tests/test_results_fresh.py`` checks that every block is this rendering.
 """
 
@@ -88,7 +89,16 @@ def render_il(data: dict) -> str:
     return text + ": on a CPU the U-Nets dominate, the ops barely matter."
 
 
-BLOCKS = {"ops-table": ("ops-cpu.json", render), "prior-cost": ("prior-cpu.json", render_prior), "il-generation": ("il-generation-cpu.json", render_il)}
+def render_memory(data: dict) -> str:
+    e = next(b["extra_info"] for b in data["benchmarks"] if "peak_ratio" in b["extra_info"])
+    meta = data.get("ltbench", {})
+    return (f"Table 1's data, classifier and scoring stages on {e['n_small']:,} and {e['n_big']:,} files at {e['size']} px "
+            f"(`{meta.get('command', 'pytest benchmarks/test_bench_data.py --benchmark-only')}` at {meta.get('git_sha', '?')[:12]}): "
+            f"peak RSS {e['peak_small_mb']:.0f} MiB and {e['peak_big_mb']:.0f} MiB ({e['peak_ratio']:.2f}x for 4x the images), "
+            f"{e['growth_kib_per_extra_image']:.1f} KiB more per extra image against {e['image_kib']:.0f} KiB to hold one.")
+
+
+BLOCKS = {"ops-table": ("ops-cpu.json", render), "prior-cost": ("prior-cpu.json", render_prior), "il-generation": ("il-generation-cpu.json", render_il), "streaming-memory": ("data-memory-cpu.json", render_memory)}
 
 
 def _marks(name: str) -> tuple[str, str]:

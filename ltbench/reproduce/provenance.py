@@ -72,13 +72,14 @@ SOURCE_GROUPS = {
     "ops_sources": ("csrc", "ltbench/ops"),  # the kernels, their references and dispatch
     "method_sources": ("ltbench/method",),  # iterated learning, CAMs, fusion
     "prior_sources": ("ltbench/prior",),  # the diffusion pipeline (its .py files)
+    "streaming_sources": ("ltbench/data", "ltbench/reproduce/table1.py", "ltbench/eval/classifier.py", "ltbench/utils/memory.py"),  # how Table 1 reads and holds data
 }
 # which parts each benchmark module's figures depend on
 BENCH_DEPENDS = {
     "test_bench_ops": ("ops_sources",),
     "test_bench_method": ("ops_sources", "method_sources"),
     "test_bench_prior": ("prior_sources", "prior_weights"),
-    "test_bench_data": ("phantom_renderer",),
+    "test_bench_data": ("phantom_renderer", "streaming_sources"),
 }
 
 
@@ -91,7 +92,8 @@ def source_sha(group: str) -> str | None:
     found = False
     for top in SOURCE_GROUPS[group]:
         base = os.path.join(REPO_ROOT, top)
-        for dirpath, dirnames, filenames in os.walk(base):
+        walk = [(os.path.dirname(base), [], [os.path.basename(base)])] if os.path.isfile(base) else os.walk(base)
+        for dirpath, dirnames, filenames in walk:
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
             for name in sorted(filenames):
                 if name.endswith(_SOURCE_EXT):
