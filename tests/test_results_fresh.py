@@ -76,7 +76,7 @@ def test_table1_default_has_the_power_it_was_sized_for():
     assert not wide, f"paired tail-mAP half-widths above 0.03: {wide}"
 
 
-@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory"])
+@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal"])
 def test_readme_benchmark_figures_are_the_rendering_of_the_committed_json(name):
     from ltbench.reproduce.benchtable import rendered_blocks
 

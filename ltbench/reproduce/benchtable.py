@@ -98,7 +98,57 @@ def render_memory(data: dict) -> str:
             f"{e['growth_kib_per_extra_image']:.1f} KiB more per extra image against {e['image_kib']:.0f} KiB to hold one.")
 
 
-BLOCKS = {"ops-table": ("ops-cpu.json", render), "prior-cost": ("prior-cpu.json", render_prior), "il-generation": ("il-generation-cpu.json", render_il), "streaming-memory": ("data-memory-cpu.json", render_memory)}
+def render_rehearsal(p: dict) -> str:
+    m = p["measured"]
+    st = m["stage_seconds"]
+    gen = {r: sum(v["generate_seconds"]) for r, v in m["rows"].items()}
+    one, eight = p["projection"]["1xH100"], p["projection"]["8xH100"]
+    hours = p["paper_stage_hours_1gpu"]
+    return (
+        f"The committed rehearsal (`results/paper-rehearsal`, commit {m['git_sha'][:12]}, one process on the 2-core machine): "
+        f"{(m['wall_seconds'] + st.get('inputs_s', 0)) / 60:.1f} min including {st.get('inputs_s', 0) / 60:.1f} min to make its inputs, "
+        f"peak RSS {m['peak_rss_mb'] / 1024:.1f} GiB; {m['split_sizes']['train']:,} train, {m['split_sizes']['test']:,} test images at {m['split_sizes']['image_px']} px; "
+        f"generation {st.get('generate_s', 0):.0f} s (t2i {gen.get('t2i', 0):.0f} s, fsa-il@5 {gen.get('fsa-il@5', 0):.0f} s), classifiers {st.get('classifier_s', 0):.0f} s, "
+        f"encoding {st.get('encode_s', 0):.0f} s, IL fit {st.get('il_fit_s', 0):.0f} s. "
+        f"Projected for the `paper` preset (`projection.md`, assumptions stated there): {one['total_hours']} h on one H100 "
+        f"(generation {hours['generate']} h, of which text-to-image at 75 steps is most; classifiers {hours['classifier']} h), "
+        f"{eight['total_hours']} h on eight (shared stages {eight['shared_hours']} h, then the 24 cells; the longest cell bounds it)."
+    ) + _torchrun_rehearsal()
+
+
+def _torchrun_rehearsal(results: str = RESULTS) -> str:
+    """The torchrun copy of the rehearsal beside the one-process run, when both are committed."""
+    import glob
+
+    one, two = (os.path.join(results, "..", d) for d in ("paper-rehearsal", "paper-rehearsal-torchrun2"))
+    if not os.path.isfile(os.path.join(two, "run.json")):
+        return ""
+    with open(os.path.join(two, "run.json")) as f:
+        inv = json.load(f)["invocations"]
+    diffs = []
+    for path in sorted(glob.glob(os.path.join(two, "cells", "*.json"))):
+        other = os.path.join(one, "cells", os.path.basename(path))
+        if os.path.isfile(other):
+            with open(path) as f, open(other) as g:
+                a, b = json.load(f)["results"], json.load(g)["results"]
+            diffs.append(max(abs(a["head_map"] - b["head_map"]), abs(a["tail_map"] - b["tail_map"])))
+    world = max(i["world"] for i in inv)
+    return (
+        f" Under torchrun with {world} processes (`results/paper-rehearsal-torchrun2`, the same inputs, one thread per process): "
+        f"{max(i['seconds'] for i in inv) / 60:.1f} min, the ranks ran {', '.join(str(len(i['cells_run'])) for i in inv)} cells; "
+        f"its cells' mAPs differ from the two-thread single process's by up to {max(diffs):.3f}: at 224 px the convolutions' "
+        f"float reductions depend on the thread count and training amplifies that (a one-process run at one thread gave the "
+        f"torchrun `none` cell exactly), so compare cells at one thread count."
+    )
+
+
+BLOCKS = {
+    "ops-table": ("ops-cpu.json", render),
+    "prior-cost": ("prior-cpu.json", render_prior),
+    "il-generation": ("il-generation-cpu.json", render_il),
+    "streaming-memory": ("data-memory-cpu.json", render_memory),
+    "rehearsal": (os.path.join("..", "paper-rehearsal", "projection.json"), render_rehearsal),
+}
 
 
 def _marks(name: str) -> tuple[str, str]:
