@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from ltbench.reproduce.__main__ import main
@@ -340,3 +341,38 @@ def test_roentgen_shaped_pipeline_has_the_paper_shapes(tmp_path):
     assert list(unet.down_block_types) == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"] and unet.sample_size == 64
     assert prior.pipe.vae.config.sample_size == 512 and len(prior.pipe.vae.config.block_out_channels) == 4
     assert type(prior.pipe.scheduler).__name__ == "PNDMScheduler"
+
+
+def test_localisation_metric_on_a_hand_built_case():
+    from ltbench.reproduce.diagnostics import grid_fraction, localisation
+
+    px = np.zeros((2, 8, 8), bool)
+    px[0, 0:2, 0:2] = True  # cell (0, 0) fully
+    px[0, 0:2, 2:3] = True  # half of cell (0, 1)
+    px[0, 6:8, 7:8] = True  # half of cell (3, 3)
+    frac = grid_fraction(px, (4, 4))
+    assert frac[0, 0, 0] == 1.0 and frac[0, 0, 1] == 0.5 and frac[0, 3, 3] == 0.5 and frac[0].sum() == 2.0
+    ms = np.zeros((2, 4, 4), bool)
+    ms[:, 0:2, 0:2] = True  # M^S: a quarter of the grid
+    loc = localisation(ms, frac)
+    assert loc["finding_in_ms"][0] == 0.75  # 1.5 of the finding's 2 cells lie inside M^S
+    assert loc["ms_on_finding"][0] == 0.375  # 1.5 of M^S's 4 cells lie on the finding
+    assert loc["random_finding_in_ms"][0] == 0.25 and loc["random_ms_on_finding"][0] == 0.125
+    assert np.isnan(loc["finding_in_ms"][1]) and loc["ms_on_finding"][1] == 0.0  # no finding drawn
+    with pytest.raises(ValueError, match="multiple of the grid"):
+        grid_fraction(px, (3, 3))
+
+
+def test_diagnostics_measure_localisation_on_a_run(smoke_run, tmp_path):
+    from ltbench.data.classes import TAIL_CLASSES
+    from ltbench.reproduce.diagnostics import run_diagnostics
+
+    out, _, _ = smoke_run
+    res = run_diagnostics(out, str(tmp_path / "diag"), progress=False)
+    assert set(res["per_class"]) == set(TAIL_CLASSES)
+    for c, v in res["per_class"].items():
+        assert v["images"] >= 1, c
+        for k in ("finding_in_ms", "ms_on_finding", "random_finding_in_ms", "random_ms_on_finding"):
+            assert np.isnan(v[k]) or 0.0 <= v[k] <= 1.0, (c, k)
+    for f in ("localisation.json", "localisation.md", "localisation.png"):
+        assert os.path.getsize(tmp_path / "diag" / f) > 0

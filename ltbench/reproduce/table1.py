@@ -211,8 +211,10 @@ class Context:
 
     @property
     def vae_batch(self) -> int:
-        """Images per VAE call: 128 at 64 px, fewer at larger sizes (memory ~ batch x pixels)."""
-        return max(1, 128 * 64 * 64 // (self.preset.image_size**2))
+        """Images per VAE call: 128 at 64 px, fewer at larger sizes (memory ~ batch x pixels);
+        on a GPU 8x as many (16 at 512 px)."""
+        scale = 8 if str(self.prior.device).startswith("cuda") else 1
+        return max(1, scale * 128 * 64 * 64 // (self.preset.image_size**2))
 
     @property
     def prior(self):
