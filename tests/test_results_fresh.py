@@ -76,7 +76,7 @@ def test_table1_default_has_the_power_it_was_sized_for():
     assert not wide, f"paired tail-mAP half-widths above 0.03: {wide}"
 
 
-@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal"])
+@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal", "localisation"])
 def test_readme_benchmark_figures_are_the_rendering_of_the_committed_json(name):
     from ltbench.reproduce.benchtable import rendered_blocks
 
@@ -131,3 +131,16 @@ def test_committed_rehearsal_matches_its_preset_and_projection(tmp_path):
     with open(os.path.join(REHEARSAL, "projection.json")) as f:
         committed = json.load(f)
     assert json.loads(json.dumps(project(REHEARSAL))) == committed, "projection.json is stale: rerun python -m ltbench.reproduce project --run results/paper-rehearsal"
+
+
+def test_committed_localisation_describes_the_default_run():
+    """results/diagnostics was measured on the default run's inputs (prior, oracle, renderer)
+    from a clean commit: rerun `python -m ltbench.reproduce diagnostics` when they change."""
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.table1 import input_identity
+
+    with open(os.path.join(ROOT, "results", "diagnostics", "localisation.json")) as f:
+        res = json.load(f)
+    assert res["preset"] == "default" and res["measured"]["inputs"] == input_identity(PRESETS["default"])
+    assert not res["measured"]["git_sha"].endswith("-dirty")
+    assert res["tau_h"] == PRESETS["default"].fusion.tau_h

@@ -142,12 +142,21 @@ def _torchrun_rehearsal(results: str = RESULTS) -> str:
     )
 
 
+def render_localisation(res: dict) -> str:
+    rows = [f"| {c} | {v['images']} | {v['finding_in_ms']:.2f} (random {v['random_finding_in_ms']:.2f}) | {v['ms_on_finding']:.2f} (random {v['random_ms_on_finding']:.2f}) |" for c, v in res["per_class"].items()]
+    return "\n".join(
+        [f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]} (M^S = CAM > {res['tau_h']}, on the train images of each tail class):", "",
+         "| tail class | images | share of the finding inside M^S | share of M^S on the finding |", "|---|---|---|---|", *rows]
+    )
+
+
 BLOCKS = {
     "ops-table": ("ops-cpu.json", render),
     "prior-cost": ("prior-cpu.json", render_prior),
     "il-generation": ("il-generation-cpu.json", render_il),
     "streaming-memory": ("data-memory-cpu.json", render_memory),
     "rehearsal": (os.path.join("..", "paper-rehearsal", "projection.json"), render_rehearsal),
+    "localisation": (os.path.join("..", "diagnostics", "localisation.json"), render_localisation),
 }
 
 
