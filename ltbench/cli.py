@@ -102,6 +102,59 @@ def _cmd_oracle_train(args) -> int:
     return 0
 
 
+def _cmd_classify(args) -> int:
+    """The mAP harness on a user's dataset: DenseNet121 on the train split (+ an augmented
+    folder), scored on the test split; DDP under torchrun, rank 0 writes."""
+    import numpy as np
+    import torch
+
+    from ltbench.data.csv_dataset import CsvImageDataset, ImageConfig
+    from ltbench.data.presets import DATASETS, open_dataset
+    from ltbench.data.rows import ConcatRows, RowFile, read_to_rows
+    from ltbench.eval.classifier import ClassifierConfig, average_precisions, head_tail_map, predict, train_classifier, warm_start
+    from ltbench.reproduce.provenance import metadata
+    from ltbench.utils.dist import barrier, is_main
+    from ltbench.utils.io import atomic_path, atomic_write_json
+
+    if args.dataset not in DATASETS:
+        raise KeyError(f"unknown dataset {args.dataset!r}; registered: {sorted(DATASETS)}")
+    preset = DATASETS[args.dataset]
+    cfg = config_from_args(ClassifierConfig, args)
+    image = ImageConfig(size=args.image_size, channels=1, on_error="skip")
+    data = os.path.join(args.out, "data")
+    parts = {"train": lambda: open_dataset(args.dataset, args.data, split="train", image=image), "test": lambda: open_dataset(args.dataset, args.data, split="test", image=image)}
+    if args.augmented:
+        parts["augmented"] = lambda: CsvImageDataset(os.path.join(args.augmented, "labels.csv"), args.augmented, preset.classes, image=image)
+    if is_main():  # rank 0 reads the images once; the others wait and open its files
+        os.makedirs(data, exist_ok=True)
+        for name, make in parts.items():
+            if not os.path.exists(os.path.join(data, f"{name}.npy")):
+                labels = read_to_rows(make(), os.path.join(data, f"{name}.tmp.npy"), progress=not args.quiet, desc=f"read {name}")
+                with atomic_path(os.path.join(data, f"{name}.labels.npy")) as tmp:
+                    np.save(tmp, labels, allow_pickle=False)
+                os.replace(os.path.join(data, f"{name}.tmp.npy"), os.path.join(data, f"{name}.npy"))
+    barrier()
+    x = {n: RowFile(os.path.join(data, f"{n}.npy")) for n in parts}
+    y = {n: np.load(os.path.join(data, f"{n}.labels.npy")) for n in parts}
+    train_x = ConcatRows(x["train"], x["augmented"]) if "augmented" in x else x["train"]
+    train_y = np.concatenate([y["train"], y["augmented"]]) if "augmented" in y else y["train"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    init = warm_start(x["train"], y["train"], cfg, seed=args.seed, device=device, progress=not args.quiet and is_main()) if cfg.warm_steps else None
+    net = train_classifier(train_x, train_y, cfg, seed=args.seed, device=device, progress=not args.quiet and is_main(), n_real=len(x["train"]), init=init)
+    if is_main():
+        ap = average_precisions(y["test"], predict(net, x["test"], cfg, device=device), preset.classes)
+        res = {"dataset": args.dataset, "data": args.data, "augmented": args.augmented, "sizes": {n: len(v) for n, v in x.items()}, "classifier": dataclasses.asdict(cfg), "seed": args.seed, "average_precision": ap, "mean_ap": float(np.mean(list(ap.values())))}
+        if preset.head and preset.tail:
+            res.update(head_tail_map(ap, preset.head, preset.tail))
+        res["metadata"] = metadata(args.seed)
+        with atomic_path(os.path.join(args.out, "densenet121.pt")) as tmp:
+            torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp)
+        atomic_write_json(os.path.join(args.out, "metrics.json"), res)
+        print(json.dumps({k: res[k] for k in ("sizes", "mean_ap", "head_map", "tail_map") if k in res}))
+        print(f"wrote {os.path.join(args.out, 'metrics.json')}")
+    return 0
+
+
 def _cmd_generate(args) -> int:
     import numpy as np
 
@@ -262,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ltbench.data.phantom import PhantomConfig
     from ltbench.data.presets import DATASETS
     from ltbench.eval.oracle import OracleConfig
+    from ltbench.eval.classifier import ClassifierConfig
     from ltbench.prior.encode import EncodeConfig
     from ltbench.augment import augmenter_names
     from ltbench.method.fusion import FusionConfig
@@ -330,6 +384,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(ot, OracleConfig, group="oracle")
     ot.set_defaults(func=_cmd_oracle_train)
 
+    cl = sub.add_parser("classify", help="train and score the DenseNet121 mAP harness on a dataset (+ an augmented folder)", description="The benchmark's head/tail mAP harness on your data: DenseNet121 trained on the train split plus an optional augmented folder (the output of `ltbench augment` or `ltbench generate`), scored by per-class average precision on the test split. Under torchrun it trains in DistributedDataParallel (rank 0 reads the images and writes); images are read once into OUT/data and streamed from there.")
+    cl.add_argument("--dataset", required=True, help=f"registered dataset ({', '.join(sorted(DATASETS))})")
+    cl.add_argument("--data", required=True, help="the dataset's folder (images + label CSVs)")
+    cl.add_argument("--augmented", default=None, help="a folder of generated images (images/ + labels.csv) added to the train split")
+    cl.add_argument("--out", required=True, help="where to write metrics.json, densenet121.pt and the read images (OUT/data, reused by a rerun)")
+    cl.add_argument("--image-size", type=int, default=64, help="px the images are read at before the classifier's own resize (default: 64; the paper: 512)")
+    cl.add_argument("--seed", type=int, default=0, help="initialisation and batch order (default: 0)")
+    cl.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(cl, ClassifierConfig, group="classifier")
+    cl.set_defaults(func=_cmd_classify)
+
     gen = sub.add_parser("generate", help="text-to-image samples from a prior", description="Sample images from a diffusion prior (a local Stable Diffusion folder or 'phantom') from class-name prompts; writes the dataset layout (images/, labels.csv) plus latents.npy.")
     gen.add_argument("--prior", default="phantom", help="prior folder or 'phantom' (default: phantom)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt, e.g. 'Cardiomegaly' (repeatable)")
@@ -380,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # commands that split their work over a torchrun process group (data-parallel training,
 # sharded encoding and generation); the others run whole in every process
-DISTRIBUTED_COMMANDS = ("encode", "train-il", "augment", "generate", "prior train", "oracle train")
+DISTRIBUTED_COMMANDS = ("encode", "train-il", "augment", "generate", "classify", "prior train", "oracle train")
 
 
 def _distributed(args) -> bool:

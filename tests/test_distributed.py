@@ -178,3 +178,34 @@ def test_ddp_prior_training_follows_one_process(prior_runs):
     for part in PRIOR_PARTS:
         assert _relative_difference(prior_runs["one"][part], prior_runs["two"][part]) <= 2e-4, part
         assert _relative_difference(prior_runs["one"][part], prior_runs["neg"][part]) > 2e-3, part
+
+
+def test_classify_cli_runs_data_parallel_and_writes_once(tmp_path):
+    """`ltbench classify` under torchrun: rank 0 reads the splits (+ the augmented folder) once,
+    both ranks train DenseNet121 in DDP, rank 0 alone writes the metrics; the same command in
+    one process reads the same rows. (DDP's numerics are checked against one process by the
+    classifier test above.)"""
+    import json
+
+    import numpy as np
+
+    from ltbench.data.classes import PAPER_CLASSES
+    from ltbench.data.phantom import PhantomConfig, write_phantom
+    from ltbench.data.writer import write_image_folder
+
+    data = write_phantom(PhantomConfig(n=600, min_test_positives=1), str(tmp_path / "ph"), progress=False)
+    labels = np.zeros((12, len(PAPER_CLASSES)), np.uint8)
+    labels[:, -1] = 1
+    write_image_folder(str(tmp_path / "aug"), np.random.default_rng(0).random((12, 64, 64)), labels, PAPER_CLASSES)
+    args = ["classify", "--dataset", "phantom", "--data", data, "--augmented", str(tmp_path / "aug"), "--steps", "2", "--warm-steps", "1", "--batch-size", "8", "--input-size", "32", "--quiet"]
+    r1 = subprocess.run([sys.executable, "-m", "ltbench", *args, "--out", str(tmp_path / "one")], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r2 = _torchrun(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "ltbench", *args, "--out", str(tmp_path / "two")], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr[-2000:] + r2.stderr[-2000:]
+    assert r2.stdout.count("wrote ") == 1  # rank 0 alone writes
+    a, b = (json.load(open(tmp_path / d / "metrics.json")) for d in ("one", "two"))
+    assert a["sizes"] == b["sizes"] == {"train": 420, "test": 120, "augmented": 12}
+    assert set(b["average_precision"]) == set(PAPER_CLASSES) and 0 <= b["head_map"] <= 1 and 0 <= b["tail_map"] <= 1
+    for split in ("train", "test", "augmented"):
+        assert (np.load(tmp_path / "one" / "data" / f"{split}.npy") == np.load(tmp_path / "two" / "data" / f"{split}.npy")).all()
+    bad = subprocess.run([sys.executable, "-m", "ltbench", "classify", "--dataset", "phantom", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "bad")], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "missing" in bad.stderr

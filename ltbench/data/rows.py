@@ -182,9 +182,37 @@ class ConcatRows:
         return a if dtype is None else a.astype(dtype)
 
 
+def read_to_rows(dataset, path: str, indices=None, progress: bool = False, desc: str = "read", workers: int | None = None) -> np.ndarray:
+    """Read the items ``indices`` (default: all) of an image dataset (items ``(image
+    Tensor[1, S, S] in [-1, 1], labels, index)``, e.g. ``CsvImageDataset`` with
+    ``on_error="skip"``) through DataLoader workers into ``path`` as uint8 [M, S, S], chunk by
+    chunk (an unreadable image is skipped: M <= the count asked for). Returns the labels
+    uint8 [M, K] of the rows written, in order."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+
+    from ltbench.data.csv_dataset import collate_skip_none
+
+    idx = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+    size = dataset.image.size
+    n_classes = len(dataset.classes)
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    loader = DataLoader(Subset(dataset, idx), batch_size=64, num_workers=workers, collate_fn=collate_skip_none)
+    ys = []
+    with RowWriter(path, (len(idx), size, size), np.uint8, allow_fewer=True) as w:
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            if batch is None:  # every image of the batch was unreadable
+                continue
+            x, y, _ = batch
+            w.write(((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())  # [-1, 1] -> uint8
+            ys.append(y.numpy().astype(np.uint8))
+    return np.concatenate(ys) if ys else np.zeros((0, n_classes), np.uint8)
+
+
 def is_row_source(x) -> bool:
     """A lazy row source (read on indexing), as opposed to an array held in memory."""
     return isinstance(x, (RowFile, ConcatRows))
 
 
-__all__ = ["ConcatRows", "RowFile", "RowWriter", "is_row_source"]
+__all__ = ["ConcatRows", "RowFile", "RowWriter", "is_row_source", "read_to_rows"]

@@ -179,34 +179,21 @@ class Context:
         return out
 
     def _read_files(self, folder: str) -> dict:
-        from torch.utils.data import DataLoader, Subset
-        from tqdm.auto import tqdm
-
-        from ltbench.data.csv_dataset import ImageConfig, collate_skip_none
+        from ltbench.data.csv_dataset import ImageConfig
         from ltbench.data.presets import DATASETS, open_dataset
-        from ltbench.data.rows import RowWriter
+        from ltbench.data.rows import read_to_rows
 
         p = self.preset
         if tuple(DATASETS[p.dataset].classes) != tuple(self.classes):
             raise ValueError(f"dataset {p.dataset!r} does not have Table 1's ten classes in order; use mimic-cxr-lt-paper or phantom")
         out = {}
         for split in ("train", "val", "test"):
+            # an unreadable image is skipped (and reported by the dataset); the file holds the rest
             ds = open_dataset(p.dataset, p.data_root, split=split, image=ImageConfig(size=p.image_size, channels=1, on_error="skip"))
             idx = np.arange(len(ds))
             if split == "train" and p.train_sample and p.train_sample < len(ds):
                 idx = np.sort(np.random.default_rng(0).choice(len(ds), p.train_sample, replace=False))
-            ys = []
-            workers = min(4, os.cpu_count() or 1)
-            loader = DataLoader(Subset(ds, idx), batch_size=64, num_workers=workers, collate_fn=collate_skip_none)
-            # an unreadable image is skipped (and reported by the dataset); the file holds the rest
-            with RowWriter(os.path.join(folder, f"{split}.npy"), (len(idx), p.image_size, p.image_size), np.uint8, allow_fewer=True) as w:
-                for batch in tqdm(loader, desc=f"read {split}", disable=not self.progress, leave=False):
-                    if batch is None:  # every image of the batch was unreadable
-                        continue
-                    x, y, _ = batch
-                    w.write(((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())  # [-1, 1] -> uint8
-                    ys.append(y.numpy().astype(np.uint8))
-            out[split] = np.concatenate(ys) if ys else np.zeros((0, len(self.classes)), np.uint8)
+            out[split] = read_to_rows(ds, os.path.join(folder, f"{split}.npy"), idx, progress=self.progress, desc=f"read {split}")
         return out
 
     @property
