@@ -128,11 +128,10 @@ def _cmd_classify(args) -> int:
     if is_main():  # rank 0 reads the images once; the others wait and open its files
         os.makedirs(data, exist_ok=True)
         for name, make in parts.items():
-            if not os.path.exists(os.path.join(data, f"{name}.npy")):
-                labels = read_to_rows(make(), os.path.join(data, f"{name}.tmp.npy"), progress=not args.quiet, desc=f"read {name}")
+            if not os.path.exists(os.path.join(data, f"{name}.labels.npy")):  # written last: marks the split complete
+                labels = read_to_rows(make(), os.path.join(data, f"{name}.npy"), progress=not args.quiet, desc=f"read {name}")
                 with atomic_path(os.path.join(data, f"{name}.labels.npy")) as tmp:
                     np.save(tmp, labels, allow_pickle=False)
-                os.replace(os.path.join(data, f"{name}.tmp.npy"), os.path.join(data, f"{name}.npy"))
     barrier()
     x = {n: RowFile(os.path.join(data, f"{n}.npy")) for n in parts}
     y = {n: np.load(os.path.join(data, f"{n}.labels.npy")) for n in parts}

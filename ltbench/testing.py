@@ -66,20 +66,17 @@ import torch
 from ltbench.eval.classifier import ClassifierConfig
 from ltbench.reproduce.presets import Table1Preset
 from ltbench.reproduce.table1 import run_table1
-
-def status(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
+from ltbench.utils.memory import rss_mb
 
 data, out, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(1)
 preset = Table1Preset(name="memory", data_root=data, image_size=size, oracle=None, rows=("none",), seeds=1,
                       classifier=ClassifierConfig(input_size=32, steps=3, warm_steps=3, batch_size=8, eval_batch_size=64))
 import torchvision, diffusers  # noqa: F401 - imported before the baseline, like the run's own imports
-base = status("VmRSS")
+base = rss_mb()
 run_table1(preset, out, progress=False)
 run = json.load(open(out + "/run.json"))["invocations"][-1]  # the run's own per-stage peaks (it resets VmHWM per stage)
-print(json.dumps({"rows": run.get("rows"), "delta_mb": run["peak_rss_mb"] - base, "peak_mb": run["peak_rss_mb"], "stages": run["stage_peak_rss_mb"]}))
+print(json.dumps({"delta_mb": run["peak_rss_mb"] - base, "peak_mb": run["peak_rss_mb"], "stages": run["stage_peak_rss_mb"]}))
 """
 
 

@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     from ltbench.reproduce.table1 import run_table1
 
     args = build_parser().parse_args(argv)
+    args.command_line = "python -m ltbench.reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.experiment == "project":
         args.run = args.run or "results/paper-rehearsal"
@@ -99,7 +100,7 @@ def _diagnostics(args) -> int:
         print(f"python -m ltbench.reproduce diagnostics: error: {run} holds no run.json; run `python -m ltbench.reproduce table1 --out {run}` first", file=sys.stderr)
         return 2
     try:
-        res = run_diagnostics(run, args.to, progress=not args.quiet)
+        res = run_diagnostics(run, args.to, progress=not args.quiet, command=args.command_line)
     except (OSError, ValueError, KeyError) as exc:
         print(f"python -m ltbench.reproduce diagnostics: error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,6 @@ command, commit and the fit's identity), ``TO/localisation.md`` and ``TO/localis
 import dataclasses
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -147,7 +146,7 @@ def render_md(res: dict) -> str:
     return "\n".join(lines)
 
 
-def run_diagnostics(run: str, to: str, progress: bool = True) -> dict:
+def run_diagnostics(run: str, to: str, progress: bool = True, command: str = "ltbench.reproduce.diagnostics.run_diagnostics") -> dict:
     from ltbench.reproduce.presets import PRESETS
     from ltbench.reproduce.provenance import git_sha
     from ltbench.reproduce.table1 import Context
@@ -158,9 +157,8 @@ def run_diagnostics(run: str, to: str, progress: bool = True) -> dict:
     name = info["preset"]
     if name not in PRESETS:
         raise ValueError(f"{run} was made with preset {name!r}, which this ltbench does not have")
-    preset = PRESETS[name]
-    if dataclasses.asdict(preset) != info["config"]:
-        preset = dataclasses.replace(preset, **{k: info["config"][k] for k in ("data_root", "prior", "oracle", "device") if k in info["config"]})
+    # the run's own inputs (a --data/--prior/--oracle given to table1), the preset for the rest
+    preset = dataclasses.replace(PRESETS[name], **{k: info["config"][k] for k in ("data_root", "prior", "oracle", "device") if k in info["config"]})
     ctx = Context(preset, run, progress)
     res = tail_localisation(ctx)
     figure(ctx, res, os.path.join(to, "localisation.png"))
@@ -168,7 +166,7 @@ def run_diagnostics(run: str, to: str, progress: bool = True) -> dict:
         v.pop("_example_rows")
     stamp_file = os.path.join(run, "work", "il", "stamp.json")
     il_stamp = json.load(open(stamp_file)) if os.path.exists(stamp_file) else None
-    res = {"run": run, "preset": name, **res, "measured": {"command": "python -m ltbench.reproduce " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else "run_diagnostics", "git_sha": git_sha(), "il_fit_stamp": il_stamp, "inputs": ctx.inputs}}
+    res = {"run": run, "preset": name, **res, "measured": {"command": command, "git_sha": git_sha(), "il_fit_stamp": il_stamp, "inputs": ctx.inputs}}
     os.makedirs(to, exist_ok=True)
     atomic_write_json(os.path.join(to, "localisation.json"), res)
     atomic_write_text(os.path.join(to, "localisation.md"), render_md(res))

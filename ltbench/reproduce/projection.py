@@ -36,18 +36,14 @@ PAPER_SPLITS = {
 }
 
 
-def _cells(run: str) -> list:
-    from ltbench.reproduce.table1 import load_cells
-
-    return load_cells(run)
-
-
 def measured(run: str) -> dict:
     """The rehearsal's own work and time per stage, from run.json and the cells."""
     with open(os.path.join(run, "run.json")) as f:
         info = json.load(f)
+    from ltbench.reproduce.table1 import load_cells
+
     cfg = info["config"]
-    cells = _cells(run)
+    cells = load_cells(run)
     inv = info["invocations"]
     timings: dict = {}
     peaks: dict = {}

@@ -118,7 +118,7 @@ def wrap_ddp(module, **kwargs):
 def average_buffers(module) -> None:
     """Floating-point buffers (BatchNorm's running statistics) replaced by their mean over the
     ranks, so every rank holds one model."""
-    rank, world = group_rank_world()
+    world = group_rank_world()[1]
     if world > 1:
         import torch.distributed as dist
 

@@ -8,6 +8,18 @@ import resource
 import sys
 
 
+def rss_mb() -> float:
+    """The process's current RSS in MiB (Linux; elsewhere the peak since the start)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def peak_rss_mb() -> float:
     """The process's peak RSS in MiB since the start or the last ``reset_peak``."""
     try:
@@ -48,4 +60,4 @@ class StagePeaks:
         return {"stage_peak_rss_mb": dict(self.peaks), "peak_rss_mb": max(self.peaks.values(), default=round(peak_rss_mb(), 1)), "per_stage_reset": self.resettable}
 
 
-__all__ = ["StagePeaks", "peak_rss_mb", "reset_peak"]
+__all__ = ["StagePeaks", "peak_rss_mb", "reset_peak", "rss_mb"]
