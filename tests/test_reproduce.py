@@ -190,14 +190,18 @@ def test_paper_preset_refuses_naming_what_is_missing(tmp_path, capsys):
 
 
 def test_rows_parse_and_unknown_rows_fail():
-    assert parse_row("fsa-il@5") == {"method": "fsa-il", "k": 5, "policy": "union", "space": "latent"}
-    assert parse_row("fsa-il@0-tail")["policy"] == "tail"
+    assert parse_row("fsa-il@5") == {"method": "fsa-il", "k": 5, "fusion": {}, "space": "latent"}
+    assert parse_row("fsa-il@0-tail")["fusion"] == {"label_policy": "tail"}
+    assert parse_row("fsa-il@0-randmask")["fusion"] == {"masks": "random"}
+    assert parse_row("fsa-il@5-authors") == {"method": "fsa-il", "k": 5, "fusion": {"decoder": "train-batch2"}, "space": "latent"}
     assert parse_row("smote-pixel") == {"method": "smote", "space": "pixel"}
     assert parse_row("oversample")["space"] == "pixel"
     with pytest.raises(ValueError, match="unknown Table 1 row"):
         parse_row("gan")
     with pytest.raises(ValueError, match="bad fsa-il row"):
         parse_row("fsa-il@x")
+    with pytest.raises(ValueError, match="bad fsa-il row"):
+        parse_row("fsa-il@0-bogus")
     assert main(["table1", "--preset", "smoke", "--rows", "none,gan", "--out", "/nonexistent/x", "--quiet"]) == 2
 
 
@@ -374,5 +378,48 @@ def test_diagnostics_measure_localisation_on_a_run(smoke_run, tmp_path):
         assert v["images"] >= 1, c
         for k in ("finding_in_ms", "ms_on_finding", "random_finding_in_ms", "random_ms_on_finding"):
             assert np.isnan(v[k]) or 0.0 <= v[k] <= 1.0, (c, k)
+        d = v["finding_in_ms_minus_random"]
+        assert d["lo"] is None or d["lo"] <= d["mean"] <= d["hi"]
     for f in ("localisation.json", "localisation.md", "localisation.png"):
         assert os.path.getsize(tmp_path / "diag" / f) > 0
+    # every CAM choice measured on the same fit; the run's own choice among them, equal to the main table
+    choices = {(e["cam"], e["layers"]): e for e in res["cam_choices"]}
+    assert set(choices) == {(m, l) for m in ("eigencam", "gradcam", "gradcam++") for l in ("last", "multi")}
+    own = choices[tuple(res["cam"])]
+    for c, v in res["per_class"].items():
+        assert own["per_class"][c]["ms_on_finding"]["mean"] == pytest.approx(v["ms_on_finding_minus_random"]["mean"], abs=2e-3)  # cams.npy holds float16
+
+
+def test_fsa_il_cells_record_how_their_masks_localise(smoke_run):
+    from ltbench.data.classes import TAIL_CLASSES
+
+    out, _, _ = smoke_run
+    for path in glob.glob(os.path.join(out, "cells", "*.json")):
+        cell = json.load(open(path))
+        loc = cell["results"].get("localisation")
+        row = cell["config"]["row"]
+        if row.startswith("fsa-il") and not row.endswith("-randmask"):
+            assert set(loc) == set(TAIL_CLASSES)
+            for v in loc.values():
+                assert 1 <= v["examples"] <= 6 and 0.0 <= v["random_finding_in_ms"] <= 1.0
+        else:
+            assert loc is None  # no CAM masks (the random-mask control, the baselines)
+
+
+def test_refine_sweep_refines_one_set_of_fusions(smoke_run, tmp_path):
+    from ltbench.reproduce.__main__ import main
+
+    out, _, _ = smoke_run
+    assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "0,1,2", "--quiet"]) == 0
+    res = json.load(open(tmp_path / "sw" / "refine-sweep.json"))
+    pts = {(p["decoder"], p["mode"], p["k"]): p for p in res["points"]}
+    assert set(pts) == {(d, m, k) for d in ("eval", "train-batch2") for m, k in (("-", 0), ("tail", 1), ("tail", 2), ("sdedit", 1), ("sdedit", 2))}
+    for d in ("eval", "train-batch2"):
+        assert pts[(d, "-", 0)]["latent_change"] == 0.0  # @0 is the fusion itself
+        assert pts[(d, "tail", 1)]["latent_change"] > 0.0 and pts[(d, "sdedit", 2)]["unet_evals_per_sample"] == 4
+    # the train-mode decoder makes other fusions from the same draws
+    assert pts[("eval", "-", 0)]["metrics"]["mean"]["fid"] != pts[("train-batch2", "-", 0)]["metrics"]["mean"]["fid"]
+    for f in ("refine-sweep.json", "refine-sweep.md", "refine-sweep.png"):
+        assert os.path.getsize(tmp_path / "sw" / f) > 0
+    assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "1,x"]) == 2
+    assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "1,2"]) == 2  # no @0

@@ -2,6 +2,7 @@
 the identity of what it measured, and these tests fail when it no longer matches (rerun the
 file's command, recorded in it, instead of reading a stale figure)."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -76,7 +77,7 @@ def test_table1_default_has_the_power_it_was_sized_for():
     assert not wide, f"paired tail-mAP half-widths above 0.03: {wide}"
 
 
-@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal", "localisation"])
+@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal", "localisation", "cam-choices", "refine-sweep"])
 def test_readme_benchmark_figures_are_the_rendering_of_the_committed_json(name):
     from ltbench.reproduce.benchtable import rendered_blocks
 
@@ -144,3 +145,19 @@ def test_committed_localisation_describes_the_default_run():
     assert res["preset"] == "default" and res["measured"]["inputs"] == input_identity(PRESETS["default"])
     assert not res["measured"]["git_sha"].endswith("-dirty")
     assert res["tau_h"] == PRESETS["default"].fusion.tau_h
+    f = PRESETS["default"].fusion
+    assert res["cam"] == [f.cam, f.cam_layers], "measured with another default CAM"
+    best = max(res["cam_choices"], key=lambda e: e["score"])
+    assert [best["cam"], best["layers"]] == res["cam"], f"the default CAM is not the one that localises best ({best['cam']}, {best['layers']})"
+
+
+def test_committed_refine_sweep_describes_the_default_run():
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.table1 import input_identity
+
+    with open(os.path.join(ROOT, "results", "diagnostics", "refine-sweep.json")) as f:
+        res = json.load(f)
+    assert res["preset"] == "default" and res["measured"]["inputs"] == input_identity(PRESETS["default"])
+    assert not res["measured"]["git_sha"].endswith("-dirty")
+    assert json.loads(json.dumps(res["fusion"])) == json.loads(json.dumps(dataclasses.asdict(PRESETS["default"].fusion))), "swept with another fusion config: rerun python -m ltbench.reproduce refine-sweep"
+    assert {(p["decoder"], p["k"]) for p in res["points"]} >= {(d, k) for d in ("eval", "train-batch2") for k in (0, 1, 5, 15, 30)}

@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 
 from ltbench.augment import Augmenter, check_xy, register_augmenter
 from ltbench.method.cam import compute_cams
-from ltbench.method.fusion import FusionConfig, choose_partners, fuse_batch, thresholds
+from ltbench.method.fusion import FusionConfig, choose_partners, fuse_authors, fuse_batch, thresholds
 from ltbench.method.il import ILConfig, label_matrix, train_il
 from ltbench.utils.dist import gather_shares, my_share, sample_generator
 
@@ -36,7 +36,8 @@ class FsaIL(Augmenter):
 
     def fit(self, X, y):
         """Iterated learning on ``X`` (a ``val_fraction`` held out, drawn with ``il.seed``) in
-        ``work_dir/il`` (resumable), then EigenCAM maps of every row in ``work_dir/cams``.
+        ``work_dir/il`` (resumable), then the CAMs of every row (``fusion.cam``,
+        ``fusion.cam_layers``) in ``work_dir/cams``.
         Sets ``model_``, ``cams_``, ``scores_``; returns self."""
         X, y = check_xy(X, y)
         work = self.work_dir or tempfile.mkdtemp(prefix="ltbench-fsa-il-")
@@ -46,7 +47,7 @@ class FsaIL(Augmenter):
         valid = TensorDataset(X[val], torch.from_numpy(y[val]).float(), rows[val]) if val.any() else None
         self.model_ = train_il(train, valid, self.il, os.path.join(work, "il"), progress=self.progress)
         full = TensorDataset(X, torch.from_numpy(y).float(), rows)
-        self.cams_, self.scores_ = compute_cams(self.model_, full, os.path.join(work, "cams"), progress=self.progress)
+        self.cams_, self.scores_ = compute_cams(self.model_, full, os.path.join(work, "cams"), progress=self.progress, method=self.fusion.cam, layers=self.fusion.cam_layers)
         return self
 
     def _generate(self, X, y):
@@ -60,10 +61,11 @@ class FsaIL(Augmenter):
         return generate_fusions(self.model_, full, self.cams_, self.scores_, self.classes, self.head, self.tail, self.fusion, prior=self.prior, oracle=self.oracle, record=self, progress=self.progress)
 
 
-def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: FusionConfig, prior=None, oracle=None, record=None, progress: bool = False):
+def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: FusionConfig, prior=None, oracle=None, record=None, progress: bool = False, keep_unrefined: bool = False):
     """``cfg.n_per_class`` fused latents per tail class. Returns ``(z float32[M, C, H, W],
     labels uint8[M, K])``; with ``record`` its ``partners_`` gets (tail_pos, partner_pos,
-    head_class, tail_class) per sample and ``thresholds_`` the (tau_h, tau_l) used.
+    head_class, tail_class) per sample, ``thresholds_`` the (tau_h, tau_l) used and, with
+    ``keep_unrefined``, ``unrefined_``: this process's fused latents before refinement.
 
     Sample i of tail class c draws its mask M^R (and p, SDEdit's noise) from its own seed,
     ``sample_seed(cfg.seed, c, i)``; the tail examples and partners come from one stream
@@ -81,7 +83,12 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
         raise ValueError("refine_steps > 0 needs a prior (e.g. prior='phantom' or a RoentGen folder)")
     if cfg.label_policy == "oracle" and oracle is None:
         raise ValueError("label_policy='oracle' needs an oracle: a callable latents -> class probabilities")
-    out_z, out_y, meta = [], [], []
+    allowed = labels[:, tail_i].max(1) == 0 if cfg.partner_candidates == "no-tail" else None
+    if cfg.decoder == "train-batch2":
+        import copy
+
+        model = copy.deepcopy(model)  # train-mode BatchNorm updates running statistics: never the caller's model
+    out_z, out_y, meta, pre = [], [], [], []
     n = cfg.n_per_class
     mine = my_share(n * len(tail_i))  # this rank's samples (flat index j * n + i); all of them in one process
     for j, c in enumerate(tqdm(tail_i, desc="fuse", disable=not progress)):
@@ -90,7 +97,7 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
             raise ValueError(f"tail class '{classes[c]}' has no examples to augment")
         # the class's tail examples and partners: drawn from ``rng`` on every rank alike
         picks = np.concatenate([rng.permutation(pos) for _ in range(-(-n // len(pos)))])[:n]
-        partners, hclass = choose_partners(picks, labels, cams, scores, head_i, cfg.partner_rule, cfg.knn, rng)
+        partners, hclass = choose_partners(picks, labels, cams, scores, head_i, cfg.partner_rule, cfg.knn, rng, allowed=allowed, class_pos=pos)
         meta += [(int(a), int(b), int(hc), c) for a, b, hc in zip(picks, partners, hclass)]
         sel = mine[mine // n == j] % n
         for s in range(0, len(sel), cfg.batch_size):
@@ -101,7 +108,8 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
             z_t = torch.stack([dataset[int(i)][0] for i in t])
             z_h = torch.stack([dataset[int(i)][0] for i in h])
             p = cfg.p if cfg.p_mode == "fixed" else torch.stack([torch.rand((), generator=g) for g in gens])
-            z_f = fuse_batch(model, z_t, z_h, torch.from_numpy(np.asarray(cams[t], np.float32)), torch.from_numpy(np.asarray(cams[h], np.float32)), tau_h, tau_l, p, gens)
+            fuse = fuse_authors if cfg.decoder == "train-batch2" else fuse_batch
+            z_f = fuse(model, z_t, z_h, torch.from_numpy(np.asarray(cams[t], np.float32)), torch.from_numpy(np.asarray(cams[h], np.float32)), tau_h, tau_l, p, gens, random_masks=cfg.masks == "random")
             union = labels[t] | labels[h]
             if cfg.label_policy == "union":
                 y_new = union
@@ -110,8 +118,10 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
                 y_new[:, c] = 1
             else:
                 y_new = None
+            if keep_unrefined:
+                pre.append(z_f)
             if cfg.refine_steps:
-                prompts = [" ".join(classes[k] for k in np.flatnonzero(row)) for row in union]  # code: prompt = union label names
+                prompts = refine_prompts(classes, c, union, cfg.refine_prompt)
                 noise = torch.stack([torch.randn(z_f.shape[1:], generator=g) for g in gens]) if cfg.refine_mode == "sdedit" else None
                 z_f = prior.refine(z_f, prompts, cfg.refine_steps, steps=cfg.refine_schedule, guidance=cfg.refine_guidance, mode=cfg.refine_mode, noise=noise)
             if y_new is None:
@@ -121,6 +131,8 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
     if record is not None:
         record.partners_ = np.asarray(meta, dtype=np.int64).reshape(-1, 4)
         record.thresholds_ = (tau_h, tau_l)
+        if keep_unrefined:
+            record.unrefined_ = torch.cat(pre) if pre else None
     total = n * len(tail_i)
     if total == 0:
         shape = tuple(dataset[0][0].shape)
@@ -129,3 +141,12 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
     part = {"z": torch.cat(out_z) if out_z else torch.zeros((0, *shape)), "y": np.concatenate(out_y) if out_y else np.zeros((0, len(classes)), np.uint8)}
     full = gather_shares(part, total)
     return full["z"], full["y"].astype(np.uint8)
+
+
+def refine_prompts(classes, c: int, union: np.ndarray, mode: str) -> list:
+    """Refinement prompts for samples made for tail class ``c``: its name (``tail``, the paper:
+    the diffusion model is asked for the tail finding) or the names of the union of both
+    examples' labels (``union``, the authors' code), one per row of ``union`` uint8[B, K]."""
+    if mode == "tail":
+        return [classes[c]] * len(union)
+    return [" ".join(classes[k] for k in np.flatnonzero(row)) for row in union]

@@ -1,10 +1,20 @@
-"""Stage 2: class activation maps (Sec. 3.2) with pytorch-grad-cam's EigenCAM.
+"""Stage 2: class activation maps (Sec. 3.2), computed by pytorch-grad-cam.
 
-EigenCAM takes the first principal component of the activations of the classifier's last
-convolutional block (it ignores the target class), for input ``S(z)``; pytorch-grad-cam
-rescales it per image to [0, 1] and resizes it to the sparse grid (H, W). Maps are written
-batch by batch into a memory-mapped ``cams.npy`` next to the classifier scores
-``scores.npy`` (sigmoid of C, used for partner choice), so RAM holds one batch.
+The paper uses EigenCAM: the first principal component of the activations of the
+classifier's last convolutional block, whatever the class, for input ``S(z)``. On small
+latent grids that block is coarse (the CPU classifier on 16x16 latents: 2x2), and the map is
+nearly one smooth ramp for every image, so ``FusionConfig`` also offers:
+
+* ``cam_layers="multi"``: every block after the first (the authors take VGG11
+  ``features[2:-1]``), maps averaged by pytorch-grad-cam, so finer grids count;
+* ``cam="gradcam"`` / ``"gradcam++"``: class-targeted maps (GradCAM, GradCAM++), targeted at
+  each example's rarest positive label (by the dataset's own prevalence; an example with no
+  positive label at the class C scores highest), which is its tail class for a tail example.
+
+pytorch-grad-cam rescales each map per image to [0, 1] and resizes it to the sparse grid
+(H, W). Maps are written batch by batch into a memory-mapped ``cams.npy`` next to the
+classifier scores ``scores.npy`` (sigmoid of C, used for partner choice), so RAM holds one
+batch.
 """
 
 import os
@@ -14,12 +24,15 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from ltbench.method.networks import cam_layer
+from ltbench.method.networks import cam_layers
 from ltbench.utils.io import atomic_path
+
+CAM_METHODS = ("eigencam", "gradcam", "gradcam++")
+CAM_LAYERS = ("last", "multi")
 
 
 class _OnSparse(nn.Module):
-    """C applied to the sparse code: EigenCAM gets the classifier, the input is S(z)."""
+    """C applied to the sparse code: the CAM gets the classifier, the input is S(z)."""
 
     def __init__(self, classifier):
         super().__init__()
@@ -29,35 +42,71 @@ class _OnSparse(nn.Module):
         return self.classifier(s)
 
 
-def eigencam(model, sparse: torch.Tensor) -> np.ndarray:
-    """Sparse codes Tensor[B, C', H, W] -> CAMs float32[B, H, W] in [0, 1]."""
-    from pytorch_grad_cam import EigenCAM
+def class_activation_maps(model, sparse: torch.Tensor, method: str = "eigencam", layers: str = "last", targets=None) -> np.ndarray:
+    """Sparse codes Tensor[B, C', H, W] -> CAMs float32[B, H, W] in [0, 1]. ``targets`` int[B]:
+    the class of each map (class-targeted methods; EigenCAM ignores it)."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if method not in CAM_METHODS:
+        raise ValueError(f"cam must be one of {CAM_METHODS}, got {method!r}")
+    if len(sparse) == 0:
+        return np.zeros((0, *sparse.shape[2:]), np.float32)
     model.eval()
-    with EigenCAM(model=_OnSparse(model.classifier), target_layers=[cam_layer(model.classifier)]) as cam:
-        return cam(input_tensor=sparse, targets=None).astype(np.float32)
+    cls = {"eigencam": pgc.EigenCAM, "gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus}[method]
+    if method == "eigencam":
+        tgt = None
+    else:
+        if targets is None or len(targets) != len(sparse):
+            raise ValueError(f"{method} is class-targeted: pass one target class per map")
+        tgt = [ClassifierOutputTarget(int(t)) for t in targets]
+    with cls(model=_OnSparse(model.classifier), target_layers=cam_layers(model.classifier, layers)) as cam:
+        maps = cam(input_tensor=sparse, targets=tgt).astype(np.float32)
+    model.zero_grad(set_to_none=True)  # the gradient methods leave gradients on C's weights
+    return maps
 
 
-def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def eigencam(model, sparse: torch.Tensor) -> np.ndarray:
+    """The paper's map: EigenCAM on the last block. Tensor[B, C', H, W] -> float32[B, H, W]."""
+    return class_activation_maps(model, sparse, "eigencam", "last")
+
+
+def example_targets(labels: np.ndarray, scores: np.ndarray, prevalence: np.ndarray | None = None) -> np.ndarray:
+    """The class a class-targeted CAM of each example explains: its rarest positive label (by
+    ``prevalence``, default: that of ``labels``), or, for an example without one, the class C
+    scores highest. labels [N, K] 0/1, scores float[N, K] -> int64[N]."""
+    pos = np.asarray(labels) > 0
+    prevalence = pos.mean(0) if prevalence is None else np.asarray(prevalence)
+    rarity = np.where(pos, -prevalence[None, :], -np.inf)  # rarest positive = largest -prevalence
+    return np.where(pos.any(1), np.argmax(rarity, 1), np.argmax(np.asarray(scores), 1)).astype(np.int64)
+
+
+def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: bool = True, method: str = "eigencam", layers: str = "last") -> tuple[np.ndarray, np.ndarray]:
     """CAMs and classifier scores of every item of ``dataset`` (items ``(z, y, row)``), in
     dataset order. Returns memory maps ``(cams float16[N, H, W], scores float32[N, K])``."""
     from tqdm.auto import tqdm
 
+    from ltbench.method.il import label_matrix
+
     n = len(dataset)
     _, h, w = model.latent_shape
+    prevalence = (label_matrix(dataset) > 0).mean(0)  # of the whole dataset, not the batch
     os.makedirs(out_dir, exist_ok=True)
     cam_path, score_path = os.path.join(out_dir, "cams.npy"), os.path.join(out_dir, "scores.npy")
     with atomic_path(cam_path) as cam_tmp, atomic_path(score_path) as score_tmp:
         cams = np.lib.format.open_memmap(cam_tmp, mode="w+", dtype=np.float16, shape=(n, h, w))
         scores = np.lib.format.open_memmap(score_tmp, mode="w+", dtype=np.float32, shape=(n, model.n_classes))
         i = 0
-        for z, _, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc="eigencam", disable=not progress):
+        for z, y, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"{method} ({layers})", disable=not progress):
             with torch.no_grad():
                 s = model.sparse(z)
-                scores[i : i + len(z)] = torch.sigmoid(model.classifier(s)).numpy()
-            cams[i : i + len(z)] = eigencam(model, s)
+                sc = torch.sigmoid(model.classifier(s)).numpy()
+            scores[i : i + len(z)] = sc
+            targets = None if method == "eigencam" else example_targets(y.numpy(), sc, prevalence)
+            cams[i : i + len(z)] = class_activation_maps(model, s, method, layers, targets)
             i += len(z)
         cams.flush()
         scores.flush()
         del cams, scores
     return np.load(cam_path, mmap_mode="r"), np.load(score_path, mmap_mode="r")
+

@@ -8,9 +8,17 @@ drawn per position from the teacher's channel softmax (``ops.channel_sample``) u
 and the weighting (lam vs a plain sum); both are options, defaults from
 ``docs/method.md``.
 
+After each interaction phase BatchNorm's running statistics are re-estimated on a pass over
+(up to ``bn_recalibration``) train rows: with momentum 0.1 and few batches per epoch they lag
+the weights (the decoder still normalises with the statistics of a student it no longer sees,
+and in eval mode D(S(z)) collapsed towards the mean latent), and every later use of the model
+(validation, CAMs, fusion) is in eval mode.
+
 Each generation ends with a checkpoint; a killed run resumes after the last finished
-generation and ends with the same weights. Losses and validation mAP go to ``log.jsonl``
-(append-only, one line per generation).
+generation and ends with the same weights. Losses, and validation reconstruction, mAP and
+sparsity (the mean over positions of the largest channel probability of S(z): 1 = one-hot
+codes) of the model after its interaction phase, go to ``log.jsonl`` (append-only, one line
+per generation).
 
 Under torchrun (``ltbench train-il`` joins the process group) rank r of W takes rows r, r + W,
 ... of every batch one process would draw (same sampler, same generator: the global batch is
@@ -66,6 +74,7 @@ class ILConfig:
     pos_weight: bool = opt(True, "class-balanced pos_weight_k = N / (n_k K), authors' code")
     seed: int = opt(0, "init, batch order, imitation draws")
     num_workers: int = opt(0, "DataLoader workers over the latent store (0: in the main process)")
+    bn_recalibration: int = opt(4096, "after each interaction phase, BatchNorm statistics re-estimated on this many train rows (0: off)")
 
     def __post_init__(self):
         if self.recon not in ("mse", "l1"):
@@ -74,6 +83,8 @@ class ILConfig:
             raise ValueError(f"lam must be in [0, 1], got {self.lam}")
         if self.generations < 1 or self.sparse_channels < 2:
             raise ValueError("generations must be >= 1 and sparse_channels >= 2")
+        if self.bn_recalibration < 0:
+            raise ValueError(f"bn_recalibration must be >= 0, got {self.bn_recalibration}")
 
 
 # CPU preset for CXR-Phantom-LT (4x16x16 latents): narrower U-Nets, fewer generations and a
@@ -152,19 +163,48 @@ def _recon(cfg, a, b):
 
 @torch.no_grad()
 def evaluate(model: ILModel, dataset, cfg: ILConfig) -> dict:
-    """Validation reconstruction loss and classifier mAP (mean AP over classes with positives)."""
+    """Validation reconstruction loss, classifier mAP (mean AP over classes with positives) and
+    sparsity (mean largest channel probability of S(z)), in eval mode."""
     from sklearn.metrics import average_precision_score
 
     model.eval()
-    scores, labels, rec = [], [], 0.0
+    scores, labels, rec, top = [], [], 0.0, 0.0
     for z, y, _ in DataLoader(dataset, batch_size=cfg.batch_size):
-        _, zr, logits = model(z)
+        s, zr, logits = model(z)
         rec += float(_recon(cfg, zr, z)) * len(z)
+        top += float(s.amax(1).mean()) * len(z)
         scores.append(torch.sigmoid(logits).numpy())
         labels.append(y.numpy())
     s, y = np.concatenate(scores), np.concatenate(labels)
     aps = [average_precision_score(y[:, k], s[:, k]) for k in range(y.shape[1]) if 0 < y[:, k].sum()]
-    return {"recon": rec / max(len(y), 1), "mAP": float(np.mean(aps)) if aps else float("nan"), "classes_scored": len(aps)}
+    n = max(len(y), 1)
+    return {"recon": rec / n, "mAP": float(np.mean(aps)) if aps else float("nan"), "classes_scored": len(aps), "sparsity": top / n}
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, dataset, cfg: ILConfig, gen: torch.Generator) -> None:
+    """Re-estimate every BatchNorm's running statistics on up to ``cfg.bn_recalibration`` train
+    rows (a seeded sample drawn from ``gen``): a cumulative average over batches in train mode,
+    no gradient. Under torchrun each rank takes its share of the rows, then the statistics are
+    averaged over the ranks."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or cfg.bn_recalibration < 1:
+        return
+    rank, world = group_rank_world()
+    rows = torch.randperm(len(dataset), generator=gen)[: cfg.bn_recalibration]
+    rows = rows[rank::world].tolist()
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts alike
+    model.train()
+    sub = torch.utils.data.Subset(dataset, rows)
+    for z, _, _ in DataLoader(sub, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
+        if len(z) > 1:
+            model(z)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    average_buffers(model)
 
 
 def _average_gradients(module: nn.Module, world: int, n_local: int, n_global: int) -> None:
@@ -260,8 +300,12 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
                 stats["n"] += len(z)
             sched.step()
         average_buffers(model)  # before the teacher is copied: one teacher on every rank
+        recalibrate_batchnorm(model, train, cfg, gen)
         tot = dict(zip(("loss", "recon", "cls", "n"), sum_over_ranks([stats[k] for k in ("loss", "recon", "cls", "n")])))
         entry = {"generation": g, "interaction": {key: tot[key] / max(tot["n"], 1) for key in ("loss", "recon", "cls")}}
+        # the model this generation's interaction made (what CAMs and fusion use after the last)
+        entry["val"] = evaluate(model, val, cfg) if val is not None and len(val) else None
+        model.train()
         if g < cfg.generations - 1:
             teacher = _frozen_copy(model.student)
             torch.manual_seed(cfg.seed * 100_003 + g)  # seeded per generation: a resumed run re-initialises identically
@@ -286,7 +330,6 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
             im, m = sum_over_ranks([im, m])
             entry["imitation"] = {"loss": im / max(m, 1)}
         average_buffers(model)
-        entry["val"] = evaluate(model, val, cfg) if val is not None and len(val) else None
         entry["seconds"] = round(time.time() - t0, 2)
         if is_main():
             state = {"config": dataclasses.asdict(cfg), "generation": g, "model": model.state_dict(), "opt_s": opt_s.state_dict(), "opt_dc": opt_dc.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state()}

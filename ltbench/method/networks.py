@@ -79,6 +79,24 @@ def cam_layer(classifier: nn.Module) -> nn.Module:
     raise TypeError(f"no CAM layer known for {type(classifier).__name__}")
 
 
+def cam_layers(classifier: nn.Module, which: str) -> list:
+    """Target layers of a CAM: ``last`` = [the last block]; ``multi`` = every block after the
+    first, from the finer grids up (the authors take VGG11 ``features[2:-1]``), so the map
+    keeps the resolution of the earlier layers (SmallCNN on 16x16: 8x8, 4x4 and 2x2)."""
+    if which == "last":
+        return [cam_layer(classifier)]
+    if which != "multi":
+        raise ValueError(f"cam layers must be 'last' or 'multi', got {which!r}")
+    if isinstance(classifier, SmallCNN):
+        return [m for m in classifier.body if isinstance(m, nn.ReLU)][1:]
+    if isinstance(classifier, torchvision.models.VGG):
+        return list(classifier.features[2:-1])
+    if isinstance(classifier, torchvision.models.DenseNet):
+        f = classifier.features
+        return [f.denseblock2, f.denseblock3, f.denseblock4]
+    raise TypeError(f"no CAM layers known for {type(classifier).__name__}")
+
+
 def reset_parameters(module: nn.Module) -> None:
     """Re-initialise every layer in place (the fresh student of each generation)."""
     for m in module.modules():

@@ -143,11 +143,29 @@ def _torchrun_rehearsal(results: str = RESULTS) -> str:
 
 
 def render_localisation(res: dict) -> str:
-    rows = [f"| {c} | {v['images']} | {v['finding_in_ms']:.2f} (random {v['random_finding_in_ms']:.2f}) | {v['ms_on_finding']:.2f} (random {v['random_ms_on_finding']:.2f}) |" for c, v in res["per_class"].items()]
+    from ltbench.reproduce.diagnostics import _iv
+
+    rows = [f"| {c} | {v['images']} | {v['finding_in_ms']:.2f} (random {v['random_finding_in_ms']:.2f}; {_iv(v['finding_in_ms_minus_random'])}) | {v['ms_on_finding']:.2f} (random {v['random_ms_on_finding']:.2f}; {_iv(v['ms_on_finding_minus_random'])}) |" for c, v in res["per_class"].items()]
     return "\n".join(
         [f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]} (M^S = CAM > {res['tau_h']}, on the train images of each tail class):", "",
-         "| tail class | images | share of the finding inside M^S | share of M^S on the finding |", "|---|---|---|---|", *rows]
+         "| tail class | images | share of the finding inside M^S (random mask; difference [95% CI over images]) | share of M^S on the finding (random mask; difference [95% CI]) |", "|---|---|---|---|", *rows]
     )
+
+
+def render_cam_choices(res: dict) -> str:
+    from ltbench.reproduce.diagnostics import render_cam_choices as table
+
+    return "\n".join(
+        [f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]}, every CAM choice on the same IL fit (M^S = CAM > {res['tau_h']}, the train images of each tail class). "
+         "Per tail class: how much more of the finding lies inside M^S than for a random mask of M^S's area; how much more of M^S lies on the finding (each with a 95% interval over images; M^S's area as a share of the grid); "
+         "score = the mean of the two over the tail classes:", "", table(res)]
+    )
+
+
+def render_refine_sweep(res: dict) -> str:
+    from ltbench.reproduce.refine_sweep import render_md
+
+    return render_md(res).split("\n", 2)[2].strip()  # without the title
 
 
 BLOCKS = {
@@ -157,6 +175,8 @@ BLOCKS = {
     "streaming-memory": ("data-memory-cpu.json", render_memory),
     "rehearsal": (os.path.join("..", "paper-rehearsal", "projection.json"), render_rehearsal),
     "localisation": (os.path.join("..", "diagnostics", "localisation.json"), render_localisation),
+    "cam-choices": (os.path.join("..", "diagnostics", "localisation.json"), render_cam_choices),
+    "refine-sweep": (os.path.join("..", "diagnostics", "refine-sweep.json"), render_refine_sweep),
 }
 
 

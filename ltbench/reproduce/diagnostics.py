@@ -56,29 +56,68 @@ def localisation(ms: np.ndarray, finding: np.ndarray) -> dict:
         }
 
 
-def tail_localisation(ctx, tau_h: float | None = None) -> dict:
-    """Per tail class, the mean localisation of M^S on the train images carrying the class, with
-    the IL fit and CAMs of the run ``ctx`` (a table1 ``Context`` on the in-memory phantom)."""
+def summarise(loc: dict) -> dict:
+    """Per-image localisation arrays (``localisation``) -> means, and CAM minus a random mask of
+    M^S's area per image with a 95% t-interval over images."""
+    from ltbench.eval.classifier import mean_interval
+
+    out = {key: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for key, v in loc.items()}
+    for key in ("finding_in_ms", "ms_on_finding"):
+        d = loc[key] - loc[f"random_{key}"]
+        iv = mean_interval(d[np.isfinite(d)])
+        out[f"{key}_minus_random"] = {"mean": iv["mean"], "lo": iv["lo"], "hi": iv["hi"]}
+    return out
+
+
+def train_masks(phantom, rows: np.ndarray, k: int) -> np.ndarray:
+    """Ground-truth masks bool[len(rows), S, S] of class ``k`` for train rows ``rows`` (positions
+    in the phantom's train split), rendered again from the phantom's config."""
     from ltbench.data.phantom import generate, make_labels
 
+    _, split = make_labels(phantom)
+    return generate(phantom, indices=np.flatnonzero(split == "train")[np.asarray(rows)]).masks[:, k]
+
+
+def cams_for(ctx, rows: np.ndarray, method: str, layers: str, batch_size: int = 256) -> np.ndarray:
+    """CAMs float32[len(rows), h, w] of train rows ``rows`` with a CAM choice (``FusionConfig.cam``,
+    ``cam_layers``), as ``compute_cams`` makes them for fusion (class-targeted maps explain each
+    example's rarest label, by the train split's prevalence)."""
+    import torch
+
+    from ltbench.method.cam import class_activation_maps, example_targets
+
+    model, _, _ = ctx.il_fit()
+    z = ctx.latents()
+    prevalence = (ctx.y_train > 0).mean(0)
+    out = []
+    for i in range(0, len(rows), batch_size):
+        r = np.asarray(rows[i : i + batch_size])
+        with torch.no_grad():
+            s = model.sparse(z[torch.from_numpy(r)])
+            sc = torch.sigmoid(model.classifier(s)).numpy()
+        out.append(class_activation_maps(model, s, method, layers, None if method == "eigencam" else example_targets(ctx.y_train[r], sc, prevalence)))
+    return np.concatenate(out) if out else np.zeros((0, *z.shape[2:]), np.float32)
+
+
+def tail_localisation(ctx, tau_h: float | None = None, cam: tuple | None = None) -> dict:
+    """Per tail class, the mean localisation of M^S on the train images carrying the class, with
+    the IL fit of the run ``ctx`` (a table1 ``Context`` on the in-memory phantom) and its CAMs
+    (``cam`` = None) or those of another CAM choice ``(method, layers)``."""
     p = ctx.preset
     if p.data_root is not None:
         raise ValueError("localisation needs the phantom's ground-truth masks: run it on a phantom preset rendered in memory (no --data)")
     ctx.load_data()
     _, cams, _ = ctx.il_fit()
     tau = p.fusion.tau_h if tau_h is None else tau_h
-    _, split = make_labels(p.phantom)
-    train_idx = np.flatnonzero(split == "train")
     out = {}
     for c in ctx.tail:
         k = ctx.classes.index(c)
         rows = np.flatnonzero(ctx.y_train[:, k] == 1)
-        masks = generate(p.phantom, indices=train_idx[rows]).masks[:, k]
-        cam = np.asarray(cams[rows], dtype=np.float32)
-        loc = localisation(cam > tau, grid_fraction(masks, cam.shape[1:]))
-        out[c] = {"images": int(len(rows)), **{key: float(np.nanmean(v)) for key, v in loc.items()}, "cam_std_across_images": float(cam.std(0).mean())}
+        cam_c = np.asarray(cams[rows], dtype=np.float32) if cam is None else cams_for(ctx, rows, *cam)
+        loc = localisation(cam_c > tau, grid_fraction(train_masks(p.phantom, rows, k), cam_c.shape[1:]))
+        out[c] = {"images": int(len(rows)), **summarise(loc), "cam_std_across_images": float(cam_c.std(0).mean())}
         out[c]["_example_rows"] = rows[:4].tolist()
-    return {"tau_h": tau, "per_class": out}
+    return {"tau_h": tau, "cam": list(cam) if cam else [p.fusion.cam, p.fusion.cam_layers], "per_class": out}
 
 
 def figure(ctx, result: dict, path: str) -> None:
@@ -126,44 +165,88 @@ def figure(ctx, result: dict, path: str) -> None:
     plt.close(fig)
 
 
+def compare_cams(ctx, progress: bool = True) -> list:
+    """Every CAM choice (method x layers) on the run's IL fit: per tail class the lifts of M^S
+    over a random mask of its area (finding inside M^S, M^S on the finding), and ``score``, the
+    mean of the two lifts over the tail classes, by which the default was chosen."""
+    from tqdm.auto import tqdm
+
+    from ltbench.method.cam import CAM_LAYERS, CAM_METHODS
+
+    out = []
+    for method, layers in tqdm([(m, l) for m in CAM_METHODS for l in CAM_LAYERS], desc="cam choices", disable=not progress):
+        r = tail_localisation(ctx, cam=(method, layers))["per_class"]
+        lifts = {c: {key: v[f"{key}_minus_random"] for key in ("finding_in_ms", "ms_on_finding")} | {"area": v["random_finding_in_ms"]} for c, v in r.items()}
+        score = float(np.mean([(l["finding_in_ms"]["mean"] + l["ms_on_finding"]["mean"]) / 2 for l in lifts.values()]))
+        out.append({"cam": method, "layers": layers, "score": score, "per_class": lifts})
+    return out
+
+
+def _iv(d: dict) -> str:
+    return f"{d['mean']:+.2f}" + ("" if d["lo"] is None else f" [{d['lo']:+.2f}, {d['hi']:+.2f}]")
+
+
 def render_md(res: dict) -> str:
     lines = [
         "# Localisation of M^S against the phantom's ground truth",
         "",
         f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]}, on the IL fit and CAMs of `{res['run']}` (preset `{res['preset']}`); M^S = CAM > {res['tau_h']}.",
         "",
-        "| tail class | images | finding inside M^S | random mask of M^S's area | M^S on the finding | random mask | CAM std across images |",
-        "|---|---|---|---|---|---|---|",
+        "| tail class | images | finding inside M^S | random mask of M^S's area | difference [95% CI] | M^S on the finding | random mask | difference [95% CI] | CAM std across images |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c, v in res["per_class"].items():
-        lines.append(f"| {c} | {v['images']} | {v['finding_in_ms']:.2f} | {v['random_finding_in_ms']:.2f} | {v['ms_on_finding']:.2f} | {v['random_ms_on_finding']:.2f} | {v['cam_std_across_images']:.3f} |")
+        lines.append(f"| {c} | {v['images']} | {v['finding_in_ms']:.2f} | {v['random_finding_in_ms']:.2f} | {_iv(v['finding_in_ms_minus_random'])} | {v['ms_on_finding']:.2f} | {v['random_ms_on_finding']:.2f} | {_iv(v['ms_on_finding_minus_random'])} | {v['cam_std_across_images']:.3f} |")
     lines += [
         "",
         "A CAM that finds the finding puts more of it inside M^S than a random mask of the same area does (left pair), and more of M^S on it (right pair). "
         "Where the two columns of a pair are close, fusion takes the tail code from where the finding is no more often than chance.",
         "",
     ]
+    if res.get("cam_choices"):
+        lines += ["## CAM choices on the same fit", "", render_cam_choices(res), ""]
     return "\n".join(lines)
 
 
-def run_diagnostics(run: str, to: str, progress: bool = True, command: str = "ltbench.reproduce.diagnostics.run_diagnostics") -> dict:
+def render_cam_choices(res: dict) -> str:
+    """One line per CAM choice: per tail class the two lifts over a random mask (finding inside
+    M^S; M^S on the finding) with 95% intervals over images, and the score."""
+    tail = list(res["per_class"])
+    head = "| CAM | layers | score | " + " | ".join(tail) + " |"
+    rows = [head, "|" + "---|" * (3 + len(tail))]
+    for ch in sorted(res["cam_choices"], key=lambda e: -e["score"]):
+        cells = [f"{_iv(ch['per_class'][c]['finding_in_ms'])}; {_iv(ch['per_class'][c]['ms_on_finding'])} (area {ch['per_class'][c]['area']:.2f})" for c in tail]
+        mark = " (default)" if [ch["cam"], ch["layers"]] == res["cam"] else ""
+        rows.append(f"| {ch['cam']}{mark} | {ch['layers']} | {ch['score']:+.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def run_context(run: str, progress: bool = True):
+    """A table1 ``Context`` on the run folder ``run`` (its cached stages in ``run/work`` are
+    reused, missing ones recomputed): the run's own inputs (a --data/--prior/--oracle given to
+    table1), its preset for the rest. Returns ``(ctx, preset name)``."""
     from ltbench.reproduce.presets import PRESETS
-    from ltbench.reproduce.provenance import git_sha
     from ltbench.reproduce.table1 import Context
-    from ltbench.utils.io import atomic_write_json, atomic_write_text
 
     with open(os.path.join(run, "run.json")) as f:
         info = json.load(f)
     name = info["preset"]
     if name not in PRESETS:
         raise ValueError(f"{run} was made with preset {name!r}, which this ltbench does not have")
-    # the run's own inputs (a --data/--prior/--oracle given to table1), the preset for the rest
     preset = dataclasses.replace(PRESETS[name], **{k: info["config"][k] for k in ("data_root", "prior", "oracle", "device") if k in info["config"]})
-    ctx = Context(preset, run, progress)
+    return Context(preset, run, progress), name
+
+
+def run_diagnostics(run: str, to: str, progress: bool = True, command: str = "ltbench.reproduce.diagnostics.run_diagnostics") -> dict:
+    from ltbench.reproduce.provenance import git_sha
+    from ltbench.utils.io import atomic_write_json, atomic_write_text
+
+    ctx, name = run_context(run, progress)
     res = tail_localisation(ctx)
     figure(ctx, res, os.path.join(to, "localisation.png"))
     for v in res["per_class"].values():
         v.pop("_example_rows")
+    res["cam_choices"] = compare_cams(ctx, progress)
     stamp_file = os.path.join(run, "work", "il", "stamp.json")
     il_stamp = json.load(open(stamp_file)) if os.path.exists(stamp_file) else None
     res = {"run": run, "preset": name, **res, "measured": {"command": command, "git_sha": git_sha(), "il_fit_stamp": il_stamp, "inputs": ctx.inputs}}
@@ -173,4 +256,4 @@ def run_diagnostics(run: str, to: str, progress: bool = True, command: str = "lt
     return res
 
 
-__all__ = ["grid_fraction", "localisation", "run_diagnostics", "tail_localisation"]
+__all__ = ["compare_cams", "grid_fraction", "localisation", "run_diagnostics", "tail_localisation"]

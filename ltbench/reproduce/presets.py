@@ -31,8 +31,9 @@ from ltbench.config import PAPER_N_PER_CLASS, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
 # latent-space method can reach). Every table carries them.
 FLOOR_ROWS = ("real", "vae")
 PAPER_ROWS = ("none", *FLOOR_ROWS, "smote", "t2i", "fsa-il@0", "fsa-il@1", "fsa-il@5")
-DEFAULT_ROWS = PAPER_ROWS
-EXTRA_ROWS = ("oversample", "smote-pixel", "fsa-il@0-tail", "fsa-il@0-oracle")
+# and the control of the method's premise: fusion with M^S and M^G at random positions
+DEFAULT_ROWS = PAPER_ROWS + ("fsa-il@0-randmask",)
+EXTRA_ROWS = ("oversample", "smote-pixel", "fsa-il@0-tail", "fsa-il@0-oracle", "fsa-il@0-authors", "fsa-il@5-authors")
 ALL_ROWS = DEFAULT_ROWS + EXTRA_ROWS
 
 # The paper's Table 1 (MIMIC-CXR-LT, RoentGen, Inception FID): our row -> (name, FID, head, tail).
@@ -57,7 +58,7 @@ class Table1Preset:
     seeds: int = 2  # cells are mean and 95% interval over this many seeds
     n_per_class: int = 64  # generated samples per tail class (paper: 1000 on 264k images)
     il: ILConfig = IL_PRESETS["phantom"]
-    fusion: FusionConfig = FusionConfig()  # per row: refine_steps, label_policy, seed, n_per_class
+    fusion: FusionConfig = FusionConfig()  # per row: refine_steps, seed, n_per_class and the row's variant (table1.FSA_VARIANTS)
     classifier: ClassifierConfig = ClassifierConfig()
     t2i_steps: int = ROENTGEN_STEPS
     t2i_guidance: float = ROENTGEN_GUIDANCE

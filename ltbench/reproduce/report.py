@@ -26,6 +26,8 @@ METRICS = (
     ("head_map", "Head mAP ↑", lambda r: r.get("head_map"), 3),
     ("tail_map", "Tail mAP ↑", lambda r: r.get("tail_map"), 3),
     ("label_fidelity", "Label fidelity (tail) ↑", lambda r: (r.get("label_fidelity") or {}).get("mean_tail"), 3),
+    ("ms_on_finding_lift", "M^S on the finding − random mask ↑", lambda r: _lift(r, "ms_on_finding"), 3),
+    ("finding_in_ms_lift", "Finding inside M^S − random mask ↑", lambda r: _lift(r, "finding_in_ms"), 3),
     ("unet_evals", "UNet evals / sample", lambda r: r["cost"].get("unet_evals_per_sample"), 1),
     ("samples_per_s", "Samples / s", lambda r: r["cost"].get("samples_per_s"), 1),
     ("fit_s", "One-off fit (s)", lambda r: r["cost"].get("fit_seconds"), 0),
@@ -35,6 +37,14 @@ METRICS = (
 PAIRED = (("d_head_map", "Δ Head mAP vs none (paired)", "head_map"), ("d_tail_map", "Δ Tail mAP vs none (paired)", "tail_map"))
 BASELINE_ROW = "none"
 FIDELITY_KEEP = 0.8  # a class's label fidelity is void where the `vae` row keeps < 0.8 x the `real` row's
+
+
+def _lift(r, key):
+    """fsa-il cells on the phantom: the mean over tail classes of how much more M^S localises
+    the finding than a random mask of its area (None elsewhere)."""
+    loc = r.get("localisation")
+    vals = [v[f"{key}_minus_random"]["mean"] for v in (loc or {}).values() if v[f"{key}_minus_random"]["mean"] is not None and np.isfinite(v[f"{key}_minus_random"]["mean"])]
+    return float(np.mean(vals)) if vals else None
 
 
 def _space(r, space, metric):
@@ -149,6 +159,7 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         "- Head/Tail mAP: DenseNet121 trained from scratch on train + generated images, one recipe and step budget for every row; sklearn average precision on the test split. "
         "Within a seed every row starts from the same weights and sees the real images in the same order; Δ is the paired difference from `none` with its 95% paired t-interval.",
         "- Label fidelity: fraction of the samples made for tail class c that the oracle calls positive for c (per-class threshold at a fixed false-positive rate on clean real images), averaged over tail classes.",
+        "- Localisation (fsa-il rows on the phantom): over the tail examples a cell fused, how much more of M^S lies on the finding's ground-truth mask, and how much more of the finding lies inside M^S, than for a random mask of M^S's area; averaged over tail classes (0 = chance).",
         "- Cost: UNet evaluations per generated sample (classifier-free guidance counts two) and generated samples per second, including the VAE decode; the one-off fit (iterated learning + CAMs, shared by the fsa-il rows) and the time to the preset's samples per class (fit + generation).",
     ]
     if validity:

@@ -48,16 +48,27 @@ def cell_key(row: str, seed: int) -> str:
     return f"{row}__seed{seed}"
 
 
+# fsa-il row variants: ``fsa-il@K-<variant>`` changes one FusionConfig field of the preset's
+FSA_VARIANTS = {
+    "union": {"label_policy": "union"},
+    "tail": {"label_policy": "tail"},  # the authors' stored label
+    "oracle": {"label_policy": "oracle"},
+    "randmask": {"masks": "random"},  # control: M^S, M^G at random positions, same areas
+    "authors": {"decoder": "train-batch2"},  # the authors' fusion script: BatchNorm in train mode, pairs
+}
+
+
 def parse_row(row: str) -> dict:
-    """``fsa-il@5`` -> {"method": "fsa-il", "k": 5, "policy": "union"}; ``fsa-il@0-tail``
-    -> policy "tail"; other names are the augmenter itself (``smote-pixel``: pixel space)."""
+    """``fsa-il@5`` -> {"method": "fsa-il", "k": 5, "fusion": {}}; ``fsa-il@0-tail`` ->
+    fusion {"label_policy": "tail"} (``FSA_VARIANTS``); other names are the augmenter itself
+    (``smote-pixel``: pixel space)."""
     if row not in ALL_ROWS and not row.startswith("fsa-il@"):
         raise ValueError(f"unknown Table 1 row {row!r}; available: {', '.join(ALL_ROWS)}")
     if row.startswith("fsa-il@"):
-        k, _, policy = row[len("fsa-il@") :].partition("-")
-        if not k.isdigit() or policy not in ("", "tail", "oracle", "union"):
-            raise ValueError(f"bad fsa-il row {row!r}: expected fsa-il@K or fsa-il@K-tail / -oracle")
-        return {"method": "fsa-il", "k": int(k), "policy": policy or "union", "space": "latent"}
+        k, _, variant = row[len("fsa-il@") :].partition("-")
+        if not k.isdigit() or (variant and variant not in FSA_VARIANTS):
+            raise ValueError(f"bad fsa-il row {row!r}: expected fsa-il@K or fsa-il@K-VARIANT with VARIANT one of {', '.join(FSA_VARIANTS)}")
+        return {"method": "fsa-il", "k": int(k), "fusion": dict(FSA_VARIANTS.get(variant, {})), "space": "latent"}
     if row == "smote-pixel":
         return {"method": "smote", "space": "pixel"}
     if row in ("real", "vae"):
@@ -430,9 +441,9 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
         return images, labels.astype(np.uint8), targets, cost
     base = dict(classes=ctx.classes, head=ctx.head, tail=ctx.tail, n_per_class=p.n_per_class, seed=seed)
     if spec["method"] == "fsa-il":
-        fusion = dataclasses.replace(p.fusion, n_per_class=p.n_per_class, refine_steps=spec["k"], label_policy=spec["policy"], seed=seed)
+        fusion = dataclasses.replace(p.fusion, n_per_class=p.n_per_class, refine_steps=spec["k"], seed=seed, **spec["fusion"])
         oracle = None
-        if spec["policy"] == "oracle":
+        if fusion.label_policy == "oracle":
             if ctx.oracle is None:
                 raise ValueError(f"row {row} needs an oracle")
             oracle = lambda z: ctx.oracle.positive(to_uint8_gray(ctx.prior.decode(z))).astype(np.float32)  # noqa: E731
@@ -458,6 +469,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
     if n and n != p.n_per_class * len(ctx.tail):
         raise AssertionError(f"{row} made {n} samples; the augmenter contract is n_per_class = {p.n_per_class} per tail class, in tail order")
     targets = np.repeat([ctx.classes.index(c) for c in ctx.tail], p.n_per_class) if n else np.zeros(0, np.int64)
+    localisation = cell_localisation(ctx, aug) if spec["method"] == "fsa-il" else None
     # one-off fit: the shared IL fit + CAMs for fsa-il (SMOTE's neighbour search runs inside
     # its generation call, so it is in generate_seconds)
     fit = float(getattr(ctx, "il_fit_seconds", 0.0)) if spec["method"] == "fsa-il" else 0.0
@@ -470,7 +482,28 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
         "seconds_to_n_per_class": round(fit + seconds, 3),
         "space": spec["space"],
     }
+    if localisation is not None:
+        cost["localisation"] = localisation  # cached with the samples; moved to the results by run_cell
     return images, y_new.astype(np.uint8), targets, cost
+
+
+def cell_localisation(ctx: Context, aug) -> dict | None:
+    """How well the M^S this fsa-il cell fused with covered the finding, on the phantom's ground
+    truth: per tail class, over the tail examples it took (``aug.partners_``), the localisation
+    summary of ``diagnostics.localisation`` (with a random mask of M^S's area beside it). None
+    on data without masks, and for the random-mask control (its M^S is random by design)."""
+    from ltbench.reproduce.diagnostics import grid_fraction, localisation, summarise, train_masks
+
+    if ctx.preset.data_root is not None or aug.fusion.masks != "cam":
+        return None
+    _, cams, _ = ctx.il_fit()
+    out = {}
+    for c in ctx.tail:
+        k = ctx.classes.index(c)
+        rows = np.unique(aug.partners_[aug.partners_[:, 3] == k, 0])  # the distinct tail examples fused for c
+        cam = np.asarray(cams[rows], dtype=np.float32)
+        out[c] = {"examples": int(len(rows)), **summarise(localisation(cam > aug.thresholds_[0], grid_fraction(train_masks(ctx.preset.phantom, rows, k), cam.shape[1:])))}
+    return out
 
 
 def run_cell(ctx: Context, row: str, seed: int) -> dict:
@@ -485,7 +518,8 @@ def run_cell(ctx: Context, row: str, seed: int) -> dict:
         with atomic_path(gen_path) as tmp:
             np.savez(tmp, images=images, labels=labels, targets=targets, cost=json.dumps(cost), stamp=stamp)
     ctx.peaks.mark("generate")
-    results: dict = {"cost": cost}
+    cost = dict(cost)
+    results: dict = {"cost": cost, "localisation": cost.pop("localisation", None)}
     t = time.perf_counter()
     if len(images):
         ref = ctx.fid_reference()
