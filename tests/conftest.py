@@ -31,3 +31,17 @@ def tiny_oracle(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("oracle"))
     train_oracle(OracleConfig(n_images=300, epochs=1, width=8, n_calibration=300), out, eval_phantom=PhantomConfig(n=400, min_test_positives=1), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def latents():
+    """Phantom latents from the shipped prior's VAE (8x16x16) with their labels, and the prior."""
+    import numpy as np
+
+    from ltbench.data.phantom import PhantomConfig, generate
+    from ltbench.prior.pipeline import load_prior
+
+    d = generate(PhantomConfig(n=900, size=64, seed=11, min_test_positives=0))
+    prior = load_prior("phantom")
+    x = torch.from_numpy(d.images).float()[:, None].expand(-1, 3, -1, -1) / 255
+    return prior.encode(x), d.labels.astype(np.uint8), prior

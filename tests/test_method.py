@@ -16,18 +16,6 @@ from ltbench.method.il import ILConfig, load_il, train_il
 FAST_IL = ILConfig(generations=3, ngf=16, batch_size=64, lr=2e-3, classifier="small", max_depth=3)
 
 
-@pytest.fixture(scope="module")
-def latents():
-    """Phantom latents from the shipped prior's VAE (4x16x16), with labels."""
-    from ltbench.data.phantom import PhantomConfig, generate
-    from ltbench.prior.pipeline import load_prior
-
-    d = generate(PhantomConfig(n=900, size=64, seed=11, min_test_positives=0))
-    prior = load_prior("phantom")
-    x = torch.from_numpy(d.images).float()[:, None].expand(-1, 3, -1, -1) / 255
-    return prior.encode(x), d.labels.astype(np.uint8), prior
-
-
 def _ds(z, y):
     return TensorDataset(z, torch.from_numpy(y).float(), torch.arange(len(z)))
 

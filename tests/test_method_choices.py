@@ -14,20 +14,9 @@ from ltbench.augment.fsa_il import generate_fusions, refine_prompts
 from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES
 from ltbench.method.cam import CAM_LAYERS, CAM_METHODS, class_activation_maps, example_targets
 from ltbench.method.fusion import FusionConfig, choose_partners, fuse_authors, fuse_batch, random_like_masks
-from ltbench.method.il import ILConfig, ILModel, train_il
+from ltbench.method.il import ILConfig, train_il
 
 SMALL = ILConfig(generations=1, ngf=8, batch_size=128, max_depth=2)
-
-
-@pytest.fixture(scope="module")
-def latents():
-    from ltbench.data.phantom import PhantomConfig, generate
-    from ltbench.prior.pipeline import load_prior
-
-    d = generate(PhantomConfig(n=900, size=64, seed=11, min_test_positives=0))
-    prior = load_prior("phantom")
-    x = torch.from_numpy(d.images).float()[:, None].expand(-1, 3, -1, -1) / 255
-    return prior.encode(x), d.labels.astype(np.uint8), prior
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy.stats import chisquare
 
 from ltbench import ops

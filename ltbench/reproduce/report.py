@@ -156,7 +156,7 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         "- FID, KID and precision/recall are per tail class (the samples generated FOR the class, the same count in every row, vs real images of the class), averaged over the tail classes, all from one torch-fidelity call per class; KID's subset size is the class's count. "
         "'Oracle' is the domain feature space (the phantom oracle's penultimate layer); "
         f"XRV (torchxrayvision DenseNet121 features, RoentGen's choice) and Inception are reported only when their weights files are on disk ('{NA_INCEPTION}' otherwise).",
-        "- Head/Tail mAP: DenseNet121 trained from scratch on train + generated images, one recipe and step budget for every row; sklearn average precision on the test split. "
+        "- Head/Tail mAP: DenseNet121 trained on train + generated images, one recipe and step budget for every row (from the seed's shared warm start where the preset has one, `classifier.warm_steps` > 0, else from scratch); sklearn average precision on the test split. "
         "Within a seed every row starts from the same weights and sees the real images in the same order; Δ is the paired difference from `none` with its 95% paired t-interval.",
         "- Label fidelity: fraction of the samples made for tail class c that the oracle calls positive for c (per-class threshold at a fixed false-positive rate on clean real images), averaged over tail classes.",
         "- Localisation (fsa-il rows on the phantom): over the tail examples a cell fused, how much more of M^S lies on the finding's ground-truth mask, and how much more of the finding lies inside M^S, than for a random mask of M^S's area; averaged over tail classes (0 = chance).",

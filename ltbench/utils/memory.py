@@ -3,7 +3,6 @@
 the start, from ``getrusage``, which cannot be reset). Worker processes (DataLoader workers)
 are not counted."""
 
-import os
 import resource
 import sys
 
