@@ -70,11 +70,14 @@ def test_data_parallel_iterated_learning_holds_one_model_on_every_rank(il_runs):
         assert torch.allclose(v.float(), r1["state"][k].float(), atol=1e-6), k
 
 
-# Measured (256 latents, global batch 32, 2 generations): the two-process run's losses are
-# within 0.1% of one process's (imitation: 3e-6); with the gradient all-reduce switched off
-# (LTBENCH_TEST_NO_ALLREDUCE) they drift to 0.8% (imitation 4e-5). The weights as a whole
-# differ by ~1% either way (BatchNorm's per-rank statistics), so they are not compared.
-TOL = {"interaction": 0.003, "imitation": 1e-5}
+# Measured (256 latents, global batch 32, 2 generations, BatchNorm recalibrated after each
+# interaction phase): the two-process run's losses are within 0.15% of one process's
+# (imitation: 6e-5); with the gradient all-reduce switched off (LTBENCH_TEST_NO_ALLREDUCE) they
+# drift to 0.87% (imitation 1.4e-4). The weights as a whole differ by ~1% either way
+# (BatchNorm's per-rank statistics in training), so they are not compared. Before the
+# recalibration the imitation losses agreed to 3e-6: the teacher's statistics are now
+# re-estimated from those slightly different weights.
+TOL = {"interaction": 0.003, "imitation": 1e-4}
 
 
 def test_data_parallel_iterated_learning_follows_one_process(il_runs):

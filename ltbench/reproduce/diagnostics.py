@@ -121,8 +121,8 @@ def tail_localisation(ctx, tau_h: float | None = None, cam: tuple | None = None)
 
 
 def figure(ctx, result: dict, path: str) -> None:
-    """Up to four train images per tail class: the image, its CAM with M^S's outline and the
-    finding's ground-truth contour."""
+    """Up to four train images per tail class: the image, the run's CAM with M^S's outline and
+    the finding's ground-truth contour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,7 +158,8 @@ def figure(ctx, result: dict, path: str) -> None:
             a_cam.contour(sample.masks[j, k], levels=[0.5], colors="lime", linewidths=0.8)
             if j == 0:
                 a_img.set_ylabel(c, fontsize=8)
-    fig.suptitle(f"EigenCAM (magma) with M^S = CAM > {result['tau_h']} (cyan) and the finding's ground truth (green)", fontsize=10)
+    cam, layers = result["cam"]
+    fig.suptitle(f"{cam} on the {'last block' if layers == 'last' else 'blocks after the first'} (magma) with M^S = CAM > {result['tau_h']} (cyan) and the finding's ground truth (green)", fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=90)
