@@ -81,6 +81,17 @@ def example_targets(labels: np.ndarray, scores: np.ndarray, prevalence: np.ndarr
     return np.where(pos.any(1), np.argmax(rarity, 1), np.argmax(np.asarray(scores), 1)).astype(np.int64)
 
 
+def batch_cams(model, z: torch.Tensor, y: np.ndarray, prevalence: np.ndarray, method: str = "eigencam", layers: str = "last") -> tuple[np.ndarray, np.ndarray]:
+    """One batch of latents Tensor[B, C, H, W] with labels [B, K] -> (CAMs float32[B, H, W],
+    scores float32[B, K] = sigmoid of C); class-targeted maps explain ``example_targets`` by
+    ``prevalence`` (the whole dataset's, not the batch's)."""
+    with torch.no_grad():
+        s = model.sparse(z)
+        sc = torch.sigmoid(model.classifier(s)).numpy()
+    targets = None if method == "eigencam" else example_targets(y, sc, prevalence)
+    return class_activation_maps(model, s, method, layers, targets), sc
+
+
 def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: bool = True, method: str = "eigencam", layers: str = "last") -> tuple[np.ndarray, np.ndarray]:
     """CAMs and classifier scores of every item of ``dataset`` (items ``(z, y, row)``), in
     dataset order. Returns memory maps ``(cams float16[N, H, W], scores float32[N, K])``."""
@@ -98,12 +109,7 @@ def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: 
         scores = np.lib.format.open_memmap(score_tmp, mode="w+", dtype=np.float32, shape=(n, model.n_classes))
         i = 0
         for z, y, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"{method} ({layers})", disable=not progress):
-            with torch.no_grad():
-                s = model.sparse(z)
-                sc = torch.sigmoid(model.classifier(s)).numpy()
-            scores[i : i + len(z)] = sc
-            targets = None if method == "eigencam" else example_targets(y.numpy(), sc, prevalence)
-            cams[i : i + len(z)] = class_activation_maps(model, s, method, layers, targets)
+            cams[i : i + len(z)], scores[i : i + len(z)] = batch_cams(model, z, y.numpy(), prevalence, method, layers)
             i += len(z)
         cams.flush()
         scores.flush()

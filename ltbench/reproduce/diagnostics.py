@@ -84,7 +84,7 @@ def cams_for(ctx, rows: np.ndarray, method: str, layers: str, batch_size: int = 
     example's rarest label, by the train split's prevalence)."""
     import torch
 
-    from ltbench.method.cam import class_activation_maps, example_targets
+    from ltbench.method.cam import batch_cams
 
     model, _, _ = ctx.il_fit()
     z = ctx.latents()
@@ -92,10 +92,7 @@ def cams_for(ctx, rows: np.ndarray, method: str, layers: str, batch_size: int = 
     out = []
     for i in range(0, len(rows), batch_size):
         r = np.asarray(rows[i : i + batch_size])
-        with torch.no_grad():
-            s = model.sparse(z[torch.from_numpy(r)])
-            sc = torch.sigmoid(model.classifier(s)).numpy()
-        out.append(class_activation_maps(model, s, method, layers, None if method == "eigencam" else example_targets(ctx.y_train[r], sc, prevalence)))
+        out.append(batch_cams(model, z[torch.from_numpy(r)], ctx.y_train[r], prevalence, method, layers)[0])
     return np.concatenate(out) if out else np.zeros((0, *z.shape[2:]), np.float32)
 
 
