@@ -408,18 +408,44 @@ def test_fsa_il_cells_record_how_their_masks_localise(smoke_run):
 
 def test_refine_sweep_refines_one_set_of_fusions(smoke_run, tmp_path):
     from ltbench.reproduce.__main__ import main
+    from ltbench.reproduce.refine_sweep import VARIANTS
 
     out, _, _ = smoke_run
-    assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "0,1,2", "--quiet"]) == 0
+    assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "0,1,2", "--boot", "100", "--quiet"]) == 0
     res = json.load(open(tmp_path / "sw" / "refine-sweep.json"))
-    pts = {(p["decoder"], p["mode"], p["k"]): p for p in res["points"]}
-    assert set(pts) == {(d, m, k) for d in ("eval", "train-batch2") for m, k in (("-", 0), ("tail", 1), ("tail", 2), ("sdedit", 1), ("sdedit", 2))}
+    pts = {(p["decoder"], p["mode"], p["k"], p["variant"]): p for p in res["points"]}
+    swept = {(d, m, k, None) for d in ("eval", "train-batch2") for m, k in (("-", 0), ("tail", 1), ("tail", 2), ("sdedit", 1), ("sdedit", 2))}
+    # every variant but the run's own choice, on the eval decoder; the prompt at the largest k <= 5
+    fusion = res["fusion"]
+    variants = {("eval", "tail" if n == "refine_prompt" else "-", 2 if n == "refine_prompt" else 0, f"{n}={v}") for n, v in VARIANTS if fusion[n] != v}
+    assert len(variants) >= 4 and set(pts) == swept | variants
     for d in ("eval", "train-batch2"):
-        assert pts[(d, "-", 0)]["latent_change"] == 0.0  # @0 is the fusion itself
-        assert pts[(d, "tail", 1)]["latent_change"] > 0.0 and pts[(d, "sdedit", 2)]["unet_evals_per_sample"] == 4
+        assert pts[(d, "-", 0, None)]["latent_change"] == 0.0  # @0 is the fusion itself
+        assert pts[(d, "tail", 1, None)]["latent_change"] > 0.0 and pts[(d, "sdedit", 2, None)]["unet_evals_per_sample"] == 4
     # the train-mode decoder makes other fusions from the same draws
-    assert pts[("eval", "-", 0)]["metrics"]["mean"]["fid"] != pts[("train-batch2", "-", 0)]["metrics"]["mean"]["fid"]
+    assert pts[("eval", "-", 0, None)]["metrics"]["mean"]["fid"] != pts[("train-batch2", "-", 0, None)]["metrics"]["mean"]["fid"]
+    # paired intervals: the bootstrap's estimates are the sweep's own FID and label fidelity differences
+    for key, pt in pts.items():
+        if key == ("train-batch2", "-", 0, None):
+            base = pts[("eval", "-", 0, None)]  # the authors' decoder against ours
+        elif key[3] is None:
+            base = pts[(key[0], "-", 0, None)]  # @k against @0 of the same decoder
+        else:
+            base = pts[("eval", key[1], key[2], None)]  # a variant against the run's config
+        if key == ("eval", "-", 0, None):
+            assert pt["paired"] is None
+            continue
+        d = pt["paired"]
+        assert d["fid"]["estimate"] == pytest.approx(pt["metrics"]["mean"]["fid"] - base["metrics"]["mean"]["fid"], rel=1e-5, abs=1e-6)
+        assert d["label_fidelity"]["estimate"] == pytest.approx(pt["label_fidelity"]["mean_tail"] - base["label_fidelity"]["mean_tail"], abs=1e-9)
+        for m in ("fid", "label_fidelity"):
+            assert d[m]["low"] <= d[m]["high"]
+    assert set(res["authors_gap"]) == {f"gap/{m}/{k}" for m in ("tail", "sdedit") for k in (1, 2)}
+    assert res["intervals"]["n_boot"] == 100
     for f in ("refine-sweep.json", "refine-sweep.md", "refine-sweep.png"):
         assert os.path.getsize(tmp_path / "sw" / f) > 0
+    md = open(tmp_path / "sw" / "refine-sweep.md").read()
+    assert "ΔFID" in md and "partner_rule=class-confusion" in md
     assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "1,x"]) == 2
+    assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "0,1", "--boot", "10"]) == 2
     assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "1,2"]) == 2  # no @0

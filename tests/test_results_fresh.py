@@ -161,3 +161,7 @@ def test_committed_refine_sweep_describes_the_default_run():
     assert not res["measured"]["git_sha"].endswith("-dirty")
     assert json.loads(json.dumps(res["fusion"])) == json.loads(json.dumps(dataclasses.asdict(PRESETS["default"].fusion))), "swept with another fusion config: rerun python -m ltbench.reproduce refine-sweep"
     assert {(p["decoder"], p["k"]) for p in res["points"]} >= {(d, k) for d in ("eval", "train-batch2") for k in (0, 1, 5, 15, 30)}
+    # every difference the README reads carries its paired interval
+    assert res["intervals"]["n_boot"] >= 1000 and res["intervals"]["level"] == 0.95
+    assert all(p["paired"] is not None for p in res["points"] if (p["decoder"], p["k"], p["variant"]) != ("eval", 0, None))
+    assert {p["variant"].split("=")[0] for p in res["points"] if p["variant"]} >= {"partner_rule", "partner_candidates", "refine_prompt"}

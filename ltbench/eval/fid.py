@@ -174,6 +174,34 @@ def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = Non
     return float(out["frechet_inception_distance"])
 
 
+def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> torch.Tensor:
+    """The features torch-fidelity's metrics see for uint8 images [N, H, W]: float64 [N, D]
+    from its ``get_featuresdict_from_dataset`` with the registered extractor (the oracle's: its
+    penultimate layer). For statistics beyond one ``calculate_metrics`` call, e.g. bootstrap
+    intervals (``ltbench.eval.bootstrap``)."""
+    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+    register_extractors()
+    if extractor == INCEPTION_EXTRACTOR and weights is None:
+        raise FileNotFoundError("Inception features need its weights file locally; " + NA_INCEPTION)
+    cuda = torch.cuda.is_available()
+    extractor_net = create_feature_extractor(extractor, ["penultimate"] if extractor != INCEPTION_EXTRACTOR else ["2048"], cuda=cuda, feature_extractor_weights_path=weights)
+    data = ImageTensorDataset(images, 3 if extractor == INCEPTION_EXTRACTOR else 1)
+    if len(data) == 0:
+        raise ValueError("features of an empty image set")
+    out = get_featuresdict_from_dataset(data, extractor_net, batch_size, cuda, True, False)
+    return next(iter(out.values())).double().cpu()
+
+
+def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two feature sets [N, D] by torch-fidelity's own statistics and distance
+    (``fid_features_to_statistics``, ``fid_statistics_to_metric``): the value
+    ``distribution_metrics`` reports for the images the features came from."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+
+    return float(fid_statistics_to_metric(fid_features_to_statistics(fake), fid_features_to_statistics(real), False)[KEY_METRIC_FID])
+
+
 KID_SUBSETS = 100  # torch-fidelity's default number of KID subsets
 PRC_NEIGHBORHOOD = 3  # torch-fidelity's default k of the k-NN balls (Kynkaanniemi et al.)
 

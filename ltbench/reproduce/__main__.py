@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m ltbench.reproduce",
         description="Reproduce the paper's experiments. Runs the missing cells (row x seed), reuses finished ones (a killed run resumes), then renders table1.md, table1.csv and figures from the cell JSONs.",
     )
-    p.add_argument("experiment", choices=["table1", "project", "diagnostics", "refine-sweep"], help="table1: run the experiment; project: project the paper preset's time on H100s from a paper-rehearsal run (--run); diagnostics: the method against the phantom's ground truth on a table1 run's IL fit, every CAM choice included (--run, --to); refine-sweep: fsa-il's refinement @k on one set of fusions, k in --ks, tail and sdedit modes, eval and the authors' train-mode decoder (--run, --to)")
+    p.add_argument("experiment", choices=["table1", "project", "diagnostics", "refine-sweep"], help="table1: run the experiment; project: project the paper preset's time on H100s from a paper-rehearsal run (--run); diagnostics: the method against the phantom's ground truth on a table1 run's IL fit, every CAM choice included (--run, --to); refine-sweep: fsa-il's refinement @k on one set of fusions, k in --ks, tail and sdedit modes, eval and the authors' train-mode decoder, the paper-vs-code fusion choices, with paired bootstrap intervals (--run, --to, --boot)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="smoke (CI, minutes), default (CXR-Phantom-LT on CPU, 3 seeds, about 13 min on 2 cores), paper (MIMIC-CXR-LT + RoentGen, local paths, GPU), paper-rehearsal (the paper's code path and shapes at a 2-core budget; makes its inputs under OUT/inputs)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (default: the preset's; default preset: 3)")
     p.add_argument("--rows", default=None, help=f"comma-separated rows (default: the preset's); available: {', '.join(ALL_ROWS)}")
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None, help="project: the paper-rehearsal run folder (default: results/paper-rehearsal); diagnostics: a table1 run on the phantom (default: results/table1-default)")
     p.add_argument("--to", default="results/diagnostics", help="diagnostics, refine-sweep: where to write (default: results/diagnostics)")
     p.add_argument("--ks", default="0,1,5,15,30", help="refine-sweep: refinement steps k to measure, comma-separated (default: 0,1,5,15,30)")
+    p.add_argument("--boot", type=int, default=1000, help="refine-sweep: paired bootstrap replicates for the intervals (default: 1000; at least 100)")
     p.add_argument("--assume", action="append", default=[], metavar="KEY=VALUE", help="project: override an assumed throughput or split size (repeatable; keys in projection.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -114,7 +115,7 @@ def _diagnostics(args) -> int:
                 raise ValueError(f"--ks {args.ks!r}: expected comma-separated integers") from None
             if not ks or ks[0] < 0 or 0 not in ks:
                 raise ValueError(f"--ks {args.ks!r}: non-negative steps, 0 (the unrefined fusions) among them")
-            res = run_refine_sweep(run, args.to, ks=ks, progress=not args.quiet, command=args.command_line)
+            res = run_refine_sweep(run, args.to, ks=ks, progress=not args.quiet, command=args.command_line, n_boot=args.boot)
     except (OSError, ValueError, KeyError) as exc:
         print(f"python -m ltbench.reproduce {what}: error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,13 @@ Table 1 cell: FID, KID, precision and recall per tail class in the oracle's feat
 against the run's FID reference, label fidelity by the oracle, and the mean relative change
 of the latents from @0.
 
+The fusions are paired across k (sample i is the same tail example, partner and masks at every
+k), so every difference is reported with a paired bootstrap interval
+(``ltbench.eval.bootstrap``): @k against @0, the authors' decoder against ours, and the
+authors' @0 -> @k change against ours. The same command measures ``VARIANTS``: the paper-vs-code
+fusion choices and a higher mask threshold, one at a time against the run's config (the
+refinement prompt at @5, the rest at @0).
+
 Writes ``TO/refine-sweep.json`` (command, commit, inputs), ``TO/refine-sweep.md`` and
 ``TO/refine-sweep.png`` (FID and label fidelity against k).
 """
@@ -27,11 +34,22 @@ import torch
 KS = (0, 1, 5, 15, 30)
 MODES = ("tail", "sdedit")
 DECODERS = ("eval", "train-batch2")
+# the paper-vs-code choices and the mask threshold, each changed alone from the run's fusion
+# config on the eval decoder; measured at @0, the prompt (which only refinement reads) at @5
+VARIANTS = (
+    ("partner_rule", "class-confusion"),
+    ("partner_rule", "code"),
+    ("partner_candidates", "any"),
+    ("tau_h", 0.6),
+    ("refine_prompt", "union"),
+)
+N_BOOT = 1000
 
 
-def fusions(ctx, decoder: str, seed: int = 0):
-    """The run's fusions at @0 with ``decoder``: (z float32[M, C, h, w], labels uint8[M, K],
-    targets int[M] (the tail class each was made for), prompts list[str])."""
+def fusions(ctx, decoder: str, seed: int = 0, **overrides):
+    """The run's fusions at @0 with ``decoder`` (and ``overrides`` of its fusion config):
+    (z float32[M, C, h, w], labels uint8[M, K], targets int[M] (the tail class each was made
+    for), prompts list[str])."""
     from torch.utils.data import TensorDataset
 
     from ltbench.augment.fsa_il import generate_fusions, refine_prompts
@@ -40,7 +58,7 @@ def fusions(ctx, decoder: str, seed: int = 0):
     model, cams, scores = ctx.il_fit()
     z = ctx.latents()
     y = ctx.y_train
-    cfg = dataclasses.replace(p.fusion, n_per_class=p.n_per_class, refine_steps=0, seed=seed, decoder=decoder)
+    cfg = dataclasses.replace(p.fusion, **{"n_per_class": p.n_per_class, "refine_steps": 0, "seed": seed, "decoder": decoder, **overrides})
 
     class Record:
         pass
@@ -61,17 +79,68 @@ def sdedit_noise(seed: int, targets: np.ndarray, n_per_class: int, shape) -> tor
     return torch.stack([torch.randn(shape, generator=sample_generator(seed + 7919, int(c), i % n_per_class)) for i, c in enumerate(targets)])
 
 
-def sweep(ctx, ks=KS, modes=MODES, decoders=DECODERS, progress: bool = True) -> dict:
+def point_id(decoder: str, mode: str, k: int, variant: str | None = None) -> str:
+    return f"{decoder}/{mode}/{k}" + (f"/{variant}" if variant else "")
+
+
+def _variant_k(ks, name: str) -> int:
+    """@0 for what fusion reads; for the refinement prompt, @5 (or the largest k swept below it)."""
+    if name != "refine_prompt":
+        return 0
+    below = [k for k in ks if 0 < k <= 5]
+    return max(below) if below else 0
+
+
+def contrasts(points: list) -> dict:
+    """The paired comparisons the sweep reports, as {name: [(weight, point id), ...]}: every
+    refined point against @0 of its decoder; the authors' decoder against ours at @0; the
+    authors' @0 -> @k change minus ours (for every mode and k); each variant against the run's
+    config at the same decoder, mode and k."""
+    ids = {pt["id"] for pt in points}
+    out = {}
+    for pt in points:
+        d, m, k, v = pt["decoder"], pt["mode"], pt["k"], pt.get("variant")
+        if v is None and k > 0:
+            out[pt["id"]] = [(1, pt["id"]), (-1, point_id(d, "-", 0))]
+        if v is not None:
+            out[pt["id"]] = [(1, pt["id"]), (-1, point_id(d, m, k))]
+    if point_id("train-batch2", "-", 0) in ids and point_id("eval", "-", 0) in ids:
+        out[point_id("train-batch2", "-", 0)] = [(1, point_id("train-batch2", "-", 0)), (-1, point_id("eval", "-", 0))]
+        for pt in points:
+            if pt["decoder"] == "train-batch2" and pt["k"] > 0 and pt.get("variant") is None and point_id("eval", pt["mode"], pt["k"]) in ids:
+                out[f"gap/{pt['mode']}/{pt['k']}"] = [(1, pt["id"]), (-1, point_id("train-batch2", "-", 0)), (-1, point_id("eval", pt["mode"], pt["k"])), (1, point_id("eval", "-", 0))]
+    return out
+
+
+def sweep(ctx, ks=KS, modes=MODES, decoders=DECODERS, variants=VARIANTS, n_boot: int = N_BOOT, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
-    from ltbench.eval.fid import ORACLE_EXTRACTOR, tail_metrics
+    from ltbench.eval.bootstrap import paired_bootstrap
+    from ltbench.eval.fid import ORACLE_EXTRACTOR, features, tail_metrics
     from ltbench.eval.fidelity import label_fidelity
     from ltbench.reproduce.table1 import decode_uint8
 
     p = ctx.preset
     ctx.load_data()
     ref = ctx.fid_reference()
-    out = []
+    real = {c: features(ref[c], ORACLE_EXTRACTOR, ctx.oracle_file) for c in ctx.tail}
+    out, feats, calls = [], {}, {}
+
+    def measure(zk, z0, labels, targets, decoder, mode, k, variant=None):
+        images = decode_uint8(ctx.prior, zk, ctx.vae_batch, ctx.x_train.shape[1:])
+        by_class = {c: images[targets == ctx.classes.index(c)] for c in ctx.tail}
+        m = tail_metrics(ref, by_class, ctx.tail, ORACLE_EXTRACTOR, ctx.oracle_file)
+        fid = label_fidelity(ctx.oracle, images, labels, ctx.classes, ctx.tail, targets=targets)
+        change = float(((zk - z0).flatten(1).norm(dim=1) / z0.flatten(1).norm(dim=1).clamp_min(1e-12)).mean())
+        pid = point_id(decoder, mode, k, variant)
+        pos = ctx.oracle.positive(images)
+        feats[pid] = {c: features(by_class[c], ORACLE_EXTRACTOR, ctx.oracle_file) for c in ctx.tail}
+        calls[pid] = {c: pos[targets == ctx.classes.index(c), ctx.classes.index(c)] for c in ctx.tail}
+        out.append({"id": pid, "decoder": decoder, "mode": mode, "k": k, "variant": variant, "unet_evals_per_sample": 2 * k, "latent_change": change, "metrics": m, "label_fidelity": fid})
+
+    def refine(z0, prompts, k, mode, noise):
+        return ctx.prior.refine(z0, prompts, k, steps=p.fusion.refine_schedule, guidance=p.fusion.refine_guidance, mode=mode, noise=noise if mode == "sdedit" else None, batch_size=64)
+
     for decoder in decoders:
         z0, labels, targets, prompts = fusions(ctx, decoder)
         noise = sdedit_noise(0, targets, p.n_per_class, tuple(z0.shape[1:]))
@@ -79,14 +148,25 @@ def sweep(ctx, ks=KS, modes=MODES, decoders=DECODERS, progress: bool = True) -> 
             for k in tqdm(ks, desc=f"refine {decoder} {mode}", disable=not progress):
                 if k == 0 and mode != modes[0]:
                     continue  # @0 is the same fusion in every mode
-                zk = ctx.prior.refine(z0, prompts, k, steps=p.fusion.refine_schedule, guidance=p.fusion.refine_guidance, mode=mode, noise=noise if mode == "sdedit" else None, batch_size=64)
-                images = decode_uint8(ctx.prior, zk, ctx.vae_batch, ctx.x_train.shape[1:])
-                by_class = {c: images[targets == ctx.classes.index(c)] for c in ctx.tail}
-                m = tail_metrics(ref, by_class, ctx.tail, ORACLE_EXTRACTOR, ctx.oracle_file)
-                fid = label_fidelity(ctx.oracle, images, labels, ctx.classes, ctx.tail, targets=targets)
-                change = float(((zk - z0).flatten(1).norm(dim=1) / z0.flatten(1).norm(dim=1).clamp_min(1e-12)).mean())
-                out.append({"decoder": decoder, "mode": "-" if k == 0 else mode, "k": k, "unet_evals_per_sample": 2 * k, "latent_change": change, "metrics": m, "label_fidelity": fid})
-    return {"ks": list(ks), "modes": list(modes), "decoders": list(decoders), "n_per_class": p.n_per_class, "fusion": dataclasses.asdict(p.fusion), "points": out}
+                measure(refine(z0, prompts, k, mode, noise), z0, labels, targets, decoder, "-" if k == 0 else mode, k)
+    if "eval" in decoders:
+        for name, value in tqdm(variants, desc="variants", disable=not progress):
+            if getattr(p.fusion, name) == value:
+                continue  # the run's own choice: that is the point it is compared with
+            k = _variant_k(ks, name)
+            if name == "refine_prompt" and k == 0:
+                continue
+            z0, labels, targets, prompts = fusions(ctx, "eval", **{name: value})
+            mode = "-" if k == 0 else modes[0]
+            noise = sdedit_noise(0, targets, p.n_per_class, tuple(z0.shape[1:]))
+            measure(refine(z0, prompts, k, mode, noise) if k else z0, z0, labels, targets, "eval", mode, k, f"{name}={value}")
+    con = contrasts(out)
+    boot = paired_bootstrap(real, feats, calls, con, n_boot=n_boot, seed=0, progress=progress)
+    for pt in out:
+        pt["paired"] = boot["contrasts"].get(pt["id"])
+    gaps = {name: v for name, v in boot["contrasts"].items() if name.startswith("gap/")}
+    return {"ks": list(ks), "modes": list(modes), "decoders": list(decoders), "n_per_class": p.n_per_class, "fusion": dataclasses.asdict(p.fusion), "points": out, "authors_gap": gaps,
+            "intervals": {"method": "paired bootstrap over fusions and reference images (ltbench.eval.bootstrap)", "n_boot": boot["n_boot"], "level": boot["level"], "seed": boot["seed"]}}
 
 
 def _mean(point: dict, key: str) -> float:
@@ -97,19 +177,48 @@ def _lf(point: dict) -> float:
     return float(point["label_fidelity"]["mean_tail"])
 
 
+def _ci(paired: dict | None, metric: str, fmt: str) -> str:
+    if not paired:
+        return ""
+    v = paired[metric]
+    return f"{v['estimate']:{fmt}} [{v['low']:{fmt}}, {v['high']:{fmt}}]"
+
+
 def render_md(res: dict) -> str:
+    iv = res["intervals"]
+    level = round(100 * iv["level"])
     lines = [
         "# Refinement sweep on paired fusions",
         "",
         f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]}, on the IL fit of `{res['run']}` (preset `{res['preset']}`): "
         f"{res['n_per_class']} fusions per tail class drawn once (seed 0), refined with k of {res['fusion']['refine_schedule']} steps; "
-        "distribution metrics in the oracle's feature space, per tail class then averaged; label fidelity = share of samples the oracle calls positive for the class they were made for.",
+        "distribution metrics in the oracle's feature space, per tail class then averaged; label fidelity = share of samples the oracle calls positive for the class they were made for. "
+        f"Δ = the paired difference from @0 of the same decoder (for the authors' @0: from ours), with a {level}% interval from {iv['n_boot']} paired bootstrap replicates "
+        "(the same fusions resampled at every k, and the reference images); it covers the draw of fusions given this one IL fit.",
         "",
-        "| decoder | mode | k | UNet evals | latent change vs @0 | FID | KID x1000 | precision | recall | label fid. |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| decoder | mode | k | UNet evals | latent change vs @0 | FID | ΔFID | KID x1000 | precision | recall | label fid. | Δ label fid. |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for pt in res["points"]:
-        lines.append(f"| {pt['decoder']} | {pt['mode']} | {pt['k']} | {pt['unet_evals_per_sample']} | {pt['latent_change']:.3f} | {_mean(pt, 'fid'):.2f} | {1000 * _mean(pt, 'kid'):.1f} | {_mean(pt, 'precision'):.2f} | {_mean(pt, 'recall'):.2f} | {_lf(pt):.2f} |")
+        if pt.get("variant"):
+            continue
+        lines.append(
+            f"| {pt['decoder']} | {pt['mode']} | {pt['k']} | {pt['unet_evals_per_sample']} | {pt['latent_change']:.3f} | {_mean(pt, 'fid'):.2f} | {_ci(pt.get('paired'), 'fid', '+.2f')} | "
+            f"{1000 * _mean(pt, 'kid'):.1f} | {_mean(pt, 'precision'):.2f} | {_mean(pt, 'recall'):.2f} | {_lf(pt):.2f} | {_ci(pt.get('paired'), 'label_fidelity', '+.3f')} |"
+        )
+    gaps = res.get("authors_gap", {})
+    if gaps:
+        lines += ["", f"The authors' decoder's @0 -> @k change minus ours ({level}% paired interval; negative: refinement gains more from their @0):", "",
+                  "| mode | k | FID | label fid. |", "|---|---:|---|---|"]
+        for name, v in gaps.items():
+            _, mode, k = name.split("/")
+            lines.append(f"| {mode} | {k} | {_ci(v, 'fid', '+.2f')} | {_ci(v, 'label_fidelity', '+.3f')} |")
+    variants = [pt for pt in res["points"] if pt.get("variant")]
+    if variants:
+        lines += ["", f"One fusion choice changed at a time (eval decoder, the run's config otherwise), against the run's config at the same k ({level}% paired interval):", "",
+                  "| choice | k | FID | ΔFID | label fid. | Δ label fid. |", "|---|---:|---:|---|---:|---|"]
+        for pt in variants:
+            lines.append(f"| {pt['variant']} | {pt['k']} | {_mean(pt, 'fid'):.2f} | {_ci(pt.get('paired'), 'fid', '+.2f')} | {_lf(pt):.2f} | {_ci(pt.get('paired'), 'label_fidelity', '+.3f')} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -122,9 +231,10 @@ def figure(res: dict, path: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for decoder in res["decoders"]:
-        at0 = [pt for pt in res["points"] if pt["decoder"] == decoder and pt["k"] == 0]
+        swept = [pt for pt in res["points"] if pt["decoder"] == decoder and not pt.get("variant")]
+        at0 = [pt for pt in swept if pt["k"] == 0]
         for mode in res["modes"]:
-            pts = at0 + [pt for pt in res["points"] if pt["decoder"] == decoder and pt["mode"] == mode]
+            pts = at0 + [pt for pt in swept if pt["mode"] == mode]
             ks = [pt["k"] for pt in pts]
             style = "-" if decoder == "eval" else "--"
             axes[0].plot(ks, [_mean(pt, "fid") for pt in pts], style, marker="o", label=f"{decoder}, {mode}")
@@ -142,7 +252,7 @@ def figure(res: dict, path: str) -> None:
     plt.close(fig)
 
 
-def run_refine_sweep(run: str, to: str, ks=KS, progress: bool = True, command: str = "ltbench.reproduce.refine_sweep.run_refine_sweep") -> dict:
+def run_refine_sweep(run: str, to: str, ks=KS, progress: bool = True, command: str = "ltbench.reproduce.refine_sweep.run_refine_sweep", n_boot: int = N_BOOT) -> dict:
     from ltbench.reproduce.diagnostics import run_context
     from ltbench.reproduce.provenance import git_sha
     from ltbench.utils.io import atomic_write_json, atomic_write_text
@@ -152,7 +262,9 @@ def run_refine_sweep(run: str, to: str, ks=KS, progress: bool = True, command: s
         raise ValueError(f"{run} has no oracle: the sweep measures label fidelity and the oracle's FID (a phantom run)")
     if max(ks) > ctx.preset.fusion.refine_schedule:
         raise ValueError(f"k up to {max(ks)} exceeds the {ctx.preset.fusion.refine_schedule}-step schedule")
-    res = sweep(ctx, ks=ks, progress=progress)
+    if n_boot < 100:
+        raise ValueError(f"{n_boot} bootstrap replicates: a 95% percentile interval needs at least 100")
+    res = sweep(ctx, ks=ks, n_boot=n_boot, progress=progress)
     res = {"run": run, "preset": name, **res, "measured": {"command": command, "git_sha": git_sha(), "inputs": ctx.inputs}}
     os.makedirs(to, exist_ok=True)
     atomic_write_json(os.path.join(to, "refine-sweep.json"), json.loads(json.dumps(res)))
