@@ -185,7 +185,7 @@ def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = No
     if extractor == INCEPTION_EXTRACTOR and weights is None:
         raise FileNotFoundError("Inception features need its weights file locally; " + NA_INCEPTION)
     cuda = torch.cuda.is_available()
-    extractor_net = create_feature_extractor(extractor, ["penultimate"] if extractor != INCEPTION_EXTRACTOR else ["2048"], cuda=cuda, feature_extractor_weights_path=weights)
+    extractor_net = create_feature_extractor(extractor, ["penultimate"] if extractor != INCEPTION_EXTRACTOR else ["2048"], cuda=cuda, feature_extractor_weights_path=weights, verbose=False)
     data = ImageTensorDataset(images, 3 if extractor == INCEPTION_EXTRACTOR else 1)
     if len(data) == 0:
         raise ValueError("features of an empty image set")
