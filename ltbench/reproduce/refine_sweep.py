@@ -21,7 +21,8 @@ fusion choices and a higher mask threshold, one at a time against the run's conf
 refinement prompt at @5, the rest at @0).
 
 Writes ``TO/refine-sweep.json`` (command, commit, inputs), ``TO/refine-sweep.md`` and
-``TO/refine-sweep.png`` (FID and label fidelity against k).
+``TO/refine-sweep.png`` (FID and label fidelity against k, as paired differences from @0
+with their intervals).
 """
 
 import dataclasses
@@ -224,28 +225,40 @@ def render_md(res: dict) -> str:
 
 
 def figure(res: dict, path: str) -> None:
+    """FID and label fidelity against k, each as the paired difference from @0 of the same
+    decoder with its bootstrap interval (the authors' @0 against ours in the title)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    level = round(100 * res["intervals"]["level"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
     for decoder in res["decoders"]:
         swept = [pt for pt in res["points"] if pt["decoder"] == decoder and not pt.get("variant")]
         at0 = [pt for pt in swept if pt["k"] == 0]
-        for mode in res["modes"]:
+        for j, mode in enumerate(res["modes"]):
             pts = at0 + [pt for pt in swept if pt["mode"] == mode]
-            ks = [pt["k"] for pt in pts]
+            ks = np.array([pt["k"] for pt in pts], float) * (1 + 0.04 * (2 * j - 1 + (decoder != "eval")))  # dodge
             style = "-" if decoder == "eval" else "--"
-            axes[0].plot(ks, [_mean(pt, "fid") for pt in pts], style, marker="o", label=f"{decoder}, {mode}")
-            axes[1].plot(ks, [_lf(pt) for pt in pts], style, marker="o", label=f"{decoder}, {mode}")
-    for a, t in zip(axes, ("tail FID (oracle features) vs k", "label fidelity vs k")):
+            for ax, metric in zip(axes, ("fid", "label_fidelity")):
+                d = [pt["paired"][metric] if pt["k"] > 0 else {"estimate": 0.0, "low": 0.0, "high": 0.0} for pt in pts]
+                est = np.array([v["estimate"] for v in d])
+                err = np.array([[e - v["low"] for e, v in zip(est, d)], [v["high"] - e for e, v in zip(est, d)]])
+                ax.errorbar(ks, est, yerr=err, fmt=style, marker="o", ms=4, capsize=2, label=f"{decoder}, {mode}")
+    titles = (f"tail FID (oracle features): Δ vs @0, {level}% paired interval", f"label fidelity: Δ vs @0, {level}% paired interval")
+    for a, t in zip(axes, titles):
+        a.axhline(0, color="grey", lw=0.8)
         a.set_xscale("symlog", linthresh=1)
+        a.set_xlim(-0.2, 1.3 * max(res["ks"]))
         a.set_xticks(res["ks"])
         a.set_xticklabels([str(k) for k in res["ks"]])
         a.set_xlabel("refinement steps k")
-        a.set_title(t, fontsize=10)
+        a.set_title(t, fontsize=9)
     axes[0].legend(fontsize=8)
+    authors = next((pt["paired"] for pt in res["points"] if pt["decoder"] == "train-batch2" and pt["k"] == 0 and not pt.get("variant")), None)
+    note = f"\ntrain-batch2 @0 - eval @0: FID {_ci(authors, 'fid', '+.2f')}, label fid. {_ci(authors, 'label_fidelity', '+.3f')}" if authors else ""
+    fig.suptitle("one set of fusions refined at every k, each decoder against its own @0" + note, fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=90)
