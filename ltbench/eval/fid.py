@@ -148,12 +148,18 @@ def inception_weights(path: str | None = None) -> str | None:
     return cached if os.path.isfile(cached) else None
 
 
-def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what: str):
-    """Both image sets as torch-fidelity inputs, after the checks every metric shares."""
+def _channels(extractor: str, weights: str | None) -> int:
+    """Registers ltbench's extractors; the channels ``extractor`` reads (Inception: RGB, and
+    only from a local weights file)."""
     register_extractors()
     if extractor == INCEPTION_EXTRACTOR and weights is None:
         raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
-    channels = 3 if extractor == INCEPTION_EXTRACTOR else 1
+    return 3 if extractor == INCEPTION_EXTRACTOR else 1
+
+
+def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what: str):
+    """Both image sets as torch-fidelity inputs, after the checks every metric shares."""
+    channels = _channels(extractor, weights)
     a, b = ImageTensorDataset(real, channels), ImageTensorDataset(fake, channels)
     for name, d in (("real", a), ("generated", b)):
         if len(d) < at_least:
@@ -181,12 +187,9 @@ def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = No
     intervals (``ltbench.eval.bootstrap``)."""
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-    register_extractors()
-    if extractor == INCEPTION_EXTRACTOR and weights is None:
-        raise FileNotFoundError("Inception features need its weights file locally; " + NA_INCEPTION)
+    data = ImageTensorDataset(images, _channels(extractor, weights))
     cuda = torch.cuda.is_available()
-    extractor_net = create_feature_extractor(extractor, ["penultimate"] if extractor != INCEPTION_EXTRACTOR else ["2048"], cuda=cuda, feature_extractor_weights_path=weights, verbose=False)
-    data = ImageTensorDataset(images, 3 if extractor == INCEPTION_EXTRACTOR else 1)
+    extractor_net = create_feature_extractor(extractor, ["2048" if extractor == INCEPTION_EXTRACTOR else "penultimate"], cuda=cuda, feature_extractor_weights_path=weights, verbose=False)
     if len(data) == 0:
         raise ValueError("features of an empty image set")
     out = get_featuresdict_from_dataset(data, extractor_net, batch_size, cuda, True, False)

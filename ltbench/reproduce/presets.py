@@ -6,7 +6,7 @@ config (``docs/evaluation.md``).
 * ``default``: CXR-Phantom-LT at its default size with the shipped phantom prior and oracle,
   on CPU, 3 seeds on a 12,000-image test split, the classifiers warm-started per seed (300
   steps on the real train images, shared by the seed's rows, then 40 steps per row at a
-  quarter of the rate); under 15 minutes on a 2-core machine.
+  quarter of the rate); 13 to 29 minutes on the 2-core machines it was timed on (README).
 * ``paper``: MIMIC-CXR-LT (10-class subset) + RoentGen from local paths, the paper's sizes,
   on a GPU.
 * ``paper-rehearsal``: the ``paper`` preset's code path and tensor shapes (MIMIC-CXR-LT files

@@ -159,8 +159,8 @@ def sweep(ctx, ks=KS, modes=MODES, decoders=DECODERS, variants=VARIANTS, n_boot:
                 continue
             z0, labels, targets, prompts = fusions(ctx, "eval", **{name: value})
             mode = "-" if k == 0 else modes[0]
-            noise = sdedit_noise(0, targets, p.n_per_class, tuple(z0.shape[1:]))
-            measure(refine(z0, prompts, k, mode, noise) if k else z0, z0, labels, targets, "eval", mode, k, f"{name}={value}")
+            zk = refine(z0, prompts, k, mode, sdedit_noise(0, targets, p.n_per_class, tuple(z0.shape[1:])) if mode == "sdedit" else None) if k else z0
+            measure(zk, z0, labels, targets, "eval", mode, k, f"{name}={value}")
     con = contrasts(out)
     boot = paired_bootstrap(real, feats, calls, con, n_boot=n_boot, seed=0, progress=progress)
     for pt in out:
