@@ -41,9 +41,12 @@ log = logging.getLogger("ltbench.prior.train")
 
 @dataclass(frozen=True)
 class PriorTrainConfig:
-    n_images: int = opt(10_000, "phantom training images, long-tailed like the benchmark")
+    n_images: int = opt(10_000, "phantom images rendered (split \"all\": all of them are training images)")
     phantom_seed: int = opt(1000, "not the benchmark's seed: the prior never sees benchmark images")
     size: int = opt(64, "px; the default preset's resolution")
+    split: str = opt("all", "\"all\" images of the sample, or only its \"train\" split (with train_frac/val_frac: the benchmark's own train images, as a user fine-tunes a prior on theirs)")
+    train_frac: float = opt(0.7, "split \"train\": the phantom's train fraction (Table 1's default preset: 0.35)")
+    val_frac: float = opt(0.1, "split \"train\": the phantom's val fraction (Table 1's default preset: 0.05)")
     vae_channels: tuple = opt((16, 32, 32), "VAE block widths; len - 1 stride-2 levels (x4: 16x16 latents at 64 px)")
     latent_channels: int = opt(8, "latent channels C (Stable Diffusion: 4; with 4 at x4 the faint findings did not survive)")
     seed: int = opt(0, "init, batch order, noise, timesteps, prompt dropout")
@@ -64,7 +67,29 @@ class PriorTrainConfig:
     unet_storage_dtype: str = opt("float16", "the saved UNet's dtype: halves the shipped file; loaders cast to their precision")
 
 
-PRESETS = {"phantom": PriorTrainConfig()}
+PRESETS = {
+    "phantom": PriorTrainConfig(),
+    # what a real user has: their own train split (Table 1's default phantom: seed 0, 20,000
+    # images, 35% train) and no ground-truth finding masks in the loss
+    "phantom-train-split": PriorTrainConfig(n_images=20_000, phantom_seed=0, split="train", train_frac=0.35, val_frac=0.05, finding_weight=0.0),
+}
+
+
+def training_phantom(cfg: PriorTrainConfig):
+    """The prior's training sample: (PhantomConfig, the rendered images as ``generate`` returns
+    them). Split ``all``: every image of a sample of its own seed; ``train``: the train split of
+    ``PhantomConfig(n_images, phantom_seed, size, train_frac, val_frac)``, exactly as Table 1
+    renders it."""
+    from ltbench.data.phantom import make_labels
+
+    if cfg.split == "all":
+        phantom = PhantomConfig(n=cfg.n_images, seed=cfg.phantom_seed, size=cfg.size, min_test_positives=0)
+        return phantom, generate(phantom)
+    if cfg.split != "train":
+        raise ValueError(f"split must be 'all' or 'train', got {cfg.split!r}")
+    phantom = PhantomConfig(n=cfg.n_images, seed=cfg.phantom_seed, size=cfg.size, train_frac=cfg.train_frac, val_frac=cfg.val_frac)
+    _, split = make_labels(phantom)
+    return phantom, generate(phantom, indices=np.flatnonzero(split == "train"))
 
 
 def train_perceptual_net(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int) -> torch.nn.Module:
@@ -151,8 +176,8 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     if state is not None and state["config"] != dataclasses.asdict(cfg):
         raise ValueError(f"{ckpt_path} was written with another config; delete {work_dir} or use another --work-dir")
 
-    phantom = PhantomConfig(n=cfg.n_images, seed=cfg.phantom_seed, size=cfg.size, min_test_positives=0)
-    data = generate(phantom)
+    phantom, data = training_phantom(cfg)
+    n_train = len(data.images)
     tokenizer = make_tokenizer()
     prompts = [prompt_for(row) for row in data.labels]
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
@@ -187,7 +212,7 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
                 for group in vae_opt.param_groups:  # cosine decay, a function of the step (resumable)
                     group["lr"] = float(cfg.vae_lr * 0.5 * (1 + np.cos(np.pi * step / cfg.vae_steps)))  # a Python float: checkpoints load weights-only
                 # the global batch and its noise, drawn as one process draws them; this rank's rows
-                idx = torch.randint(0, cfg.n_images, (cfg.vae_batch,), generator=g).numpy()
+                idx = torch.randint(0, n_train, (cfg.vae_batch,), generator=g).numpy()
                 eps = torch.randn((cfg.vae_batch, cfg.latent_channels, cfg.size // down, cfg.size // down), generator=g)
                 mine = local_rows(idx)
                 x = _to_input(data.images, mine)
@@ -211,8 +236,8 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     # ---- latents of the whole sample (posterior mean and std), then the scaling factor --
     means, stds = [], []
     with torch.no_grad():
-        for s in range(0, cfg.n_images, 256):
-            post = vae.encode(_to_input(data.images, np.arange(s, min(s + 256, cfg.n_images)))).latent_dist
+        for s in range(0, n_train, 256):
+            post = vae.encode(_to_input(data.images, np.arange(s, min(s + 256, n_train)))).latent_dist
             means.append(post.mean)
             stds.append(post.std)
     mean, std = torch.cat(means), torch.cat(stds)
