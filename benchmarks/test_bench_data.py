@@ -83,7 +83,7 @@ RSS_SCRIPT = textwrap.dedent(
 
 
 def _peak_rss(data, csv, prior, out):
-    r = subprocess.run([sys.executable, "-c", RSS_SCRIPT, data, csv, prior, out], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", RSS_SCRIPT, data, csv, prior, out], capture_output=True, text=True, check=True, timeout=600)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

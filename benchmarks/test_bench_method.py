@@ -41,7 +41,7 @@ def test_method_il_generation_time_and_memory(benchmark, backend):
     out = {}
 
     def run():
-        r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, env=env)
+        r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, env=env, timeout=600)
         out.update(json.loads(r.stdout.strip().splitlines()[-1]))
 
     benchmark.pedantic(run, rounds=1, iterations=1)

@@ -97,7 +97,7 @@ def test_plugins_register_through_entry_points_one_way(tmp_path, monkeypatch):
     import ltbench.augment as A
 
     code = "import sys, ltbench.augment as A; assert 'baselines' not in sys.modules; A.make_augmenter('smote', classes=['a'], head=[], tail=['a']); assert 'baselines.smote' in sys.modules and 'baselines.t2i' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
 
     (tmp_path / "my_aug.py").write_text(
         "import numpy as np, torch\n"

@@ -8,14 +8,14 @@ import pytest
 
 @pytest.mark.parametrize("args", [[], ["data"], ["data", "phantom"], ["encode"], ["oracle", "train"], ["prior", "train"]])
 def test_help(args):
-    r = subprocess.run([sys.executable, "-m", "ltbench", *args, "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", *args, "--help"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "usage: ltbench" in r.stdout
 
 
 def test_console_script_and_reproduce_help():
-    r = subprocess.run(["ltbench", "--help"], capture_output=True, text=True)
+    r = subprocess.run(["ltbench", "--help"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "encode" in r.stdout and "oracle" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", "table1", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", "table1", "--help"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "--preset" in r.stdout and "--seeds" in r.stdout and "smoke" in r.stdout
 
 
@@ -28,7 +28,7 @@ def test_option_help_comes_from_the_config_fields():
     from ltbench.config import add_config_args, opt
     from ltbench.method.fusion import FusionConfig
 
-    r = subprocess.run([sys.executable, "-m", "ltbench", "augment", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "augment", "--help"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
     assert "M^S = [CAM_tail > tau_h] (paper figure) (default: 0.4)" in text
@@ -46,7 +46,7 @@ def test_option_help_comes_from_the_config_fields():
 def test_presets_lists_every_registry_with_what_each_sets():
     import json
 
-    r = subprocess.run([sys.executable, "-m", "ltbench", "presets", "--json"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "presets", "--json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0
     rows = {(x["kind"], x["name"]): x["sets"] for x in json.loads(r.stdout)}
     assert {("table1", "default"), ("table1", "smoke"), ("table1", "paper"), ("il", "phantom"), ("prior", "phantom"), ("dataset", "phantom")} <= set(rows)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ltbench.eval.classifier import ClassifierConfig, average_precisions, head_tail_map, mean_interval, paired_batches, paired_interval, predict, train_classifier, warm_start
+from ltbench.eval.classifier import ClassifierConfig, average_precisions, head_tail_map, paired_batches, predict, train_classifier, warm_start
+from ltbench.eval.stats import mean_interval, paired_interval
 from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, ORACLE_EXTRACTOR, distribution_metrics, fid, inception_weights, register_extractors, tail_metrics
 from ltbench.eval.fidelity import label_fidelity
 from ltbench.eval.oracle import load_oracle

@@ -48,7 +48,7 @@ def test_encode_peak_memory_does_not_grow_with_the_dataset(tmp_path):
         # large blocks straight from mmap, so freed memory leaves the process: glibc's heap
         # otherwise keeps fragments and the peak wanders by +-40 KiB per image between runs
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        r = subprocess.run([sys.executable, "-c", SCRIPT, data, os.path.join(data, csv), prior, str(tmp_path / f"store-{name}"), str(size)], capture_output=True, text=True, check=True, env=env)
+        r = subprocess.run([sys.executable, "-c", SCRIPT, data, os.path.join(data, csv), prior, str(tmp_path / f"store-{name}"), str(size)], capture_output=True, text=True, check=True, env=env, timeout=600)
         res[name] = json.loads(r.stdout.strip().splitlines()[-1])
     assert (res["small"]["rows"], res["big"]["rows"]) == (n_small, n_big)
     image_mb = size * size * 3 * 4 / 2**20  # one decoded float image

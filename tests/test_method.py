@@ -1,4 +1,4 @@
-"""The method (fsa-il): iterated learning, EigenCAM, partner choice, fusion, the augmenter."""
+"""The method (fsa-il): iterated learning, class activation maps, partner choice, fusion, the augmenter."""
 
 import json
 import os
@@ -207,7 +207,7 @@ def test_cli_train_il_and_augment(tmp_path):
     import pandas as pd
 
     def run(*args):
-        r = subprocess.run([sys.executable, "-m", "ltbench", *args], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "ltbench", *args], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         return r
 
@@ -229,7 +229,7 @@ def test_cli_train_il_and_augment(tmp_path):
     df = pd.read_csv(os.path.join(out2, "labels.csv"))
     assert len(df) == 6 and df["Pneumothorax"].sum() >= 3 and df["Fracture"].sum() >= 3
     assert np.load(os.path.join(out2, "latents.npy")).shape == (6, 8, 16, 16)
-    bad = subprocess.run([sys.executable, "-m", "ltbench", "augment", "--method", "smote", "--steps", "1", "--latents", store, "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "ltbench", "augment", "--method", "smote", "--steps", "1", "--latents", store, "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "applies to fsa-il only" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -60,7 +60,7 @@ def test_probe_cuda_matches_cpu():
 
 def test_reference_backend_when_disabled():
     code = "import ltbench.ops as o, torch; print(o.backend(), o.probe_scale(torch.ones(2), 2.0).tolist())"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LTBENCH_DISABLE_EXTENSION": "1"}, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LTBENCH_DISABLE_EXTENSION": "1"}, capture_output=True, text=True, check=True, timeout=600)
     assert out.stdout.split()[0] == "reference"
     assert "[2.0, 2.0]" in out.stdout
 

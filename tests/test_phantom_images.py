@@ -204,9 +204,9 @@ def test_small_cnn_beats_chance_on_every_head_class():
 
 def test_cli_writes_phantom(tmp_path):
     out = tmp_path / "cli"
-    r = subprocess.run([sys.executable, "-m", "ltbench", "data", "phantom", "--n", "12", "--size", "16", "--seed", "2", "--min-test-positives", "0", "--out", str(out), "--quiet"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "data", "phantom", "--n", "12", "--size", "16", "--seed", "2", "--min-test-positives", "0", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out / "labels.csv")
     assert len(df) == 12 and (out / df["path"][0]).exists()
-    r = subprocess.run([sys.executable, "-m", "ltbench", "data", "phantom", "--size", "48", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "data", "phantom", "--size", "48", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "power of two" in r.stderr and "Traceback" not in r.stderr

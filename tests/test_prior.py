@@ -47,7 +47,7 @@ def test_missing_component_is_named(tiny_sd, tmp_path):
         load_prior(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="not found"):
         load_prior(str(tmp_path / "nowhere"))
-    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prior", str(broken), "--prompt", "Edema", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prior", str(broken), "--prompt", "Edema", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "'unet'" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -142,7 +142,7 @@ def test_cli_generate_writes_dataset_layout(tiny_sd, tmp_path):
     import pandas as pd
 
     out = tmp_path / "gen"
-    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prior", tiny_sd, "--prompt", "Cardiomegaly", "--prompt", "Fracture", "--n", "2", "--steps", "3", "--out", str(out), "--quiet"], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prior", tiny_sd, "--prompt", "Cardiomegaly", "--prompt", "Fracture", "--n", "2", "--steps", "3", "--out", str(out), "--quiet"], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "8 UNet evaluations per sample" in r.stdout  # PNDM: 3 + 1 steps, x2 for guidance
     df = pd.read_csv(out / "labels.csv")
@@ -257,6 +257,6 @@ def test_shipped_prior_follows_its_prompts(phantom_prior):
 
 
 def test_generate_cli_with_the_shipped_prior(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prompt", "Edema", "--n", "1", "--steps", "2", "--out", str(tmp_path / "g"), "--quiet"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prompt", "Edema", "--n", "1", "--steps", "2", "--out", str(tmp_path / "g"), "--quiet"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "4 UNet evaluations per sample" in r.stdout

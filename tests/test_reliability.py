@@ -81,7 +81,7 @@ def test_shard_writer_abort_after_a_failed_close_keeps_the_real_error(tmp_path, 
 
 
 def test_cli_rows_error_is_one_line_at_the_process_level(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", "table1", "--preset", "smoke", "--rows", " , ", "--out", str(tmp_path / "o"), "--quiet"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", "table1", "--preset", "smoke", "--rows", " , ", "--out", str(tmp_path / "o"), "--quiet"], capture_output=True, text=True, timeout=600)
     errors = [line for line in r.stderr.splitlines() if "error" in line]
     assert r.returncode == 2 and len(errors) == 1 and "names no row" in errors[0], r.stderr
 
@@ -118,14 +118,14 @@ def test_generation_refuses_what_would_run_silently_wrong(kw):
 
 
 def test_cli_generate_bad_steps_is_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prompt", "Edema", "--n", "1", "--steps", "-1", "--out", str(tmp_path / "g"), "--quiet"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "generate", "--prompt", "Edema", "--n", "1", "--steps", "-1", "--out", str(tmp_path / "g"), "--quiet"], capture_output=True, text=True, timeout=600)
     errors = [line for line in r.stderr.splitlines() if "error" in line]
     assert r.returncode == 2 and len(errors) == 1 and "steps must be" in errors[0], r.stderr
     assert not (tmp_path / "g").exists()
 
 
 def _cli(*args, module="ltbench"):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600)
 
 
 def _one_line_error(r, *needles):
@@ -145,7 +145,7 @@ def test_temporary_files_of_a_killed_writer_are_cleaned_but_never_a_live_ones(tm
     from ltbench.utils.io import atomic_path, clean_stale_tmp
 
     host = socket.gethostname().replace("-", "_")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=600).stdout.strip()
     (tmp_path / "cells").mkdir()
     stale = tmp_path / "cells" / f".tmp-{host}-{dead}-abc.json"
     stale.write_text("half a cell")
@@ -182,7 +182,7 @@ def test_a_stale_cell_lock_of_a_killed_run_is_taken_over(tmp_path):
 
     from ltbench.utils.lock import FileLock
 
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=600).stdout)
     path = tmp_path / "c.json.lock"
     path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead}))
     lock = FileLock(str(path))
@@ -209,7 +209,7 @@ def test_extreme_aspect_ratio_images_are_read_in_bounded_memory(tmp_path):
         "assert t.shape == (3, 64, 64)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True, timeout=600)
     assert float(r.stdout) < 50, f"peak RSS grew {r.stdout.strip()} MB"
     from ltbench.data.images import to_model_input
 

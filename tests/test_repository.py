@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tracked_files():
-    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:  # not a git checkout (an sdist): walk the tree
         return [os.path.relpath(os.path.join(r, f), ROOT) for r, _, fs in os.walk(ROOT) for f in fs]
     return out.stdout.split()
@@ -35,3 +35,25 @@ def test_docs_linked_from_the_readme_exist():
     assert links, "the README links the design notes in docs/"
     for link in links:
         assert os.path.isfile(os.path.join(ROOT, link)), link
+
+
+def test_every_subprocess_a_test_starts_has_a_timeout():
+    """A hung child (a deadlocked gloo rank, a stuck torchrun) must fail its test, not the whole
+    CI job at its hard limit: every subprocess.run/check_* call in tests/ and benchmarks/ passes
+    ``timeout=``, and every wait()/communicate() on a Popen does too."""
+    import ast
+    import glob
+
+    bad = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "*.py")) + glob.glob(os.path.join(ROOT, "benchmarks", "*.py"))):
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            f_ = node.func
+            runs = isinstance(f_.value, ast.Name) and f_.value.id == "subprocess" and f_.attr in ("run", "check_output", "check_call", "call")
+            waits = f_.attr in ("wait", "communicate") and not node.args and not (isinstance(f_.value, ast.Name) and f_.value.id in ("os", "time", "threading"))
+            if (runs or waits) and not any(k.arg == "timeout" for k in node.keywords):
+                bad.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}")
+    assert not bad, f"subprocess calls without a timeout: {bad}"

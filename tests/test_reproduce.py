@@ -15,7 +15,9 @@ import pytest
 from ltbench.reproduce.__main__ import main
 from ltbench.data.classes import TAIL_CLASSES
 from ltbench.reproduce.presets import DEFAULT_ROWS, PRESETS
-from ltbench.reproduce.table1 import ConfigMismatch, parse_row, run_table1, validate_cell
+from ltbench.reproduce.rows import parse_row
+from ltbench.reproduce.schema import ConfigMismatch, validate_cell
+from ltbench.reproduce.table1 import run_table1
 
 CMD = [sys.executable, "-m", "ltbench.reproduce", "table1", "--preset", "smoke", "--quiet"]
 
@@ -39,7 +41,7 @@ def smoke_run(tmp_path_factory):
             pytest.fail("smoke run wrote no cell in 10 minutes")
         time.sleep(0.2)
     os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
+    p.wait(timeout=600)
     before = {f: open(f, "rb").read() for f in glob.glob(os.path.join(out, "cells", "*.json"))}
     r = subprocess.run(CMD + ["--out", out], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -173,7 +175,7 @@ def test_invalid_cells_are_named(tmp_path):
         validate_cell({"schema": "ltbench.table1.cell/1", "metadata": {}, "config": {"row": "none", "seed": 0}, "results": {}}, "x.json")
     os.makedirs(tmp_path / "cells")
     (tmp_path / "cells" / "none__seed0.json").write_text("{not json")
-    from ltbench.reproduce.table1 import load_cells
+    from ltbench.reproduce.schema import load_cells
 
     with pytest.raises(ValueError, match="none__seed0.json"):
         load_cells(str(tmp_path))
@@ -247,8 +249,8 @@ def test_cells_fan_out_under_torchrun_and_shard_with_the_same_results(tmp_path):
     args = ["table1", "--preset", "smoke", "--rows", "none,oversample,smote", "--seeds", "2", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # what torchrun gives each process: the same arithmetic
     one, multi, sharded = (str(tmp_path / n) for n in ("one", "multi", "sharded"))
-    assert subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--out", one], env=env, capture_output=True).returncode == 0
-    r = subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "ltbench.reproduce", *args, "--out", multi], env=env, capture_output=True, text=True)
+    assert subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--out", one], env=env, capture_output=True, timeout=600).returncode == 0
+    r = subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "ltbench.reproduce", *args, "--out", multi], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     inv = json.load(open(os.path.join(multi, "run.json")))["invocations"]
     assert sorted(i["rank"] for i in inv) == [0, 1] and all(i["world"] == 2 for i in inv)
@@ -256,13 +258,13 @@ def test_cells_fan_out_under_torchrun_and_shard_with_the_same_results(tmp_path):
     assert not ran[0] & ran[1] and len(ran[0] | ran[1]) == 6
     assert _cells(multi) == _cells(one)
     for i in range(2):
-        r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--shard", f"{i}/2", "--out", sharded], env=env, capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--shard", f"{i}/2", "--out", sharded], env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
     inv = json.load(open(os.path.join(sharded, "run.json")))["invocations"]
     assert [len(i["cells_run"]) for i in inv] == [3, 3] and not set(inv[0]["cells_run"]) & set(inv[1]["cells_run"])
     assert _cells(sharded) == _cells(one)
     assert "| `smote` |" in open(os.path.join(sharded, "table1.md")).read()
-    bad = subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--shard", "2/2", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "ltbench.reproduce", *args, "--shard", "2/2", "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
 
 
@@ -348,7 +350,7 @@ def test_roentgen_shaped_pipeline_has_the_paper_shapes(tmp_path):
 
 
 def test_localisation_metric_on_a_hand_built_case():
-    from ltbench.reproduce.diagnostics import grid_fraction, localisation
+    from ltbench.eval.localisation import grid_fraction, localisation
 
     px = np.zeros((2, 8, 8), bool)
     px[0, 0:2, 0:2] = True  # cell (0, 0) fully

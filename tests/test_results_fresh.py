@@ -51,7 +51,7 @@ def test_a_stale_committed_file_fails_the_check(tmp_path):
 
 def test_table1_default_cells_match_the_shipped_weights_and_renderer():
     from ltbench.reproduce.presets import PRESETS
-    from ltbench.reproduce.table1 import input_identity
+    from ltbench.reproduce.stages import input_identity
 
     now = input_identity(PRESETS["default"])
     cells = sorted(glob.glob(os.path.join(ROOT, "results", "table1-default", "cells", "*.json")))
@@ -77,13 +77,14 @@ def test_table1_default_has_the_power_it_was_sized_for():
     assert not wide, f"paired tail-mAP half-widths above 0.03: {wide}"
 
 
-@pytest.mark.parametrize("name", ["ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal", "localisation", "cam-choices", "refine-sweep"])
-def test_readme_benchmark_figures_are_the_rendering_of_the_committed_json(name):
-    from ltbench.reproduce.benchtable import rendered_blocks
+@pytest.mark.parametrize("name", ["table1", "ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal", "localisation", "cam-choices", "refine-sweep"])
+def test_generated_doc_blocks_are_the_rendering_of_the_committed_json(name):
+    from ltbench.reproduce.benchtable import block_files, rendered_blocks
 
-    with open(os.path.join(ROOT, "README.md")) as f:
+    rel = block_files()[name]
+    with open(os.path.join(ROOT, rel)) as f:
         block = readme_block(f.read(), name)
-    assert block == rendered_blocks()[name], f"README's {name} block differs from results/benchmarks: python -m ltbench.reproduce.benchtable --readme README.md"
+    assert block == rendered_blocks()[name], f"{rel}'s {name} block differs from the committed results: python -m ltbench.reproduce.benchtable --write"
 
 
 def test_shipped_prior_quality_describes_its_weights_and_every_tail_class_is_drawn():
@@ -138,7 +139,7 @@ def test_committed_localisation_describes_the_default_run():
     """results/diagnostics was measured on the default run's inputs (prior, oracle, renderer)
     from a clean commit: rerun `python -m ltbench.reproduce diagnostics` when they change."""
     from ltbench.reproduce.presets import PRESETS
-    from ltbench.reproduce.table1 import input_identity
+    from ltbench.reproduce.stages import input_identity
 
     with open(os.path.join(ROOT, "results", "diagnostics", "localisation.json")) as f:
         res = json.load(f)
@@ -153,7 +154,7 @@ def test_committed_localisation_describes_the_default_run():
 
 def test_committed_refine_sweep_describes_the_default_run():
     from ltbench.reproduce.presets import PRESETS
-    from ltbench.reproduce.table1 import input_identity
+    from ltbench.reproduce.stages import input_identity
 
     with open(os.path.join(ROOT, "results", "diagnostics", "refine-sweep.json")) as f:
         res = json.load(f)

@@ -93,11 +93,11 @@ def test_resume_after_sigkill(phantom_dir, tiny_prior, tmp_path):
     while not (out / "shards" / "latents-00001.npy").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "encode finished before it could be killed"
+    assert proc.wait(timeout=600) == -signal.SIGKILL, "encode finished before it could be killed"
     assert not read_manifest(str(out))["complete"]
-    r = subprocess.run(cmd(out), capture_output=True, text=True)
+    r = subprocess.run(cmd(out), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert subprocess.run(cmd(tmp_path / "ref"), capture_output=True).returncode == 0
+    assert subprocess.run(cmd(tmp_path / "ref"), capture_output=True, timeout=600).returncode == 0
     a, b = LatentStore(str(out)), LatentStore(str(tmp_path / "ref"))
     assert len(a) == len(b) == 120
     assert all(torch.equal(a[i][0], b[i][0]) for i in range(120))
@@ -196,9 +196,9 @@ def test_skipped_images_are_left_out_and_reported(phantom_dir, tiny_prior, tmp_p
 
 def test_loads_offline_with_clear_errors(tmp_path, phantom_dir):
     (tmp_path / "empty").mkdir()
-    r = subprocess.run([sys.executable, "-m", "ltbench", "encode", "--data", phantom_dir, "--prior", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run([sys.executable, "-m", "ltbench", "encode", "--data", phantom_dir, "--prior", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert r.returncode == 2 and "no VAE in" in r.stderr and "vae/config.json" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "ltbench", "encode", "--data", str(tmp_path / "missing"), "--prior", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ltbench", "encode", "--data", str(tmp_path / "missing"), "--prior", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 

@@ -15,7 +15,8 @@ own package)::
     my-method = "my_package.module:MyAugmenter"
 
 An entry point is imported only when its augmenter is made or the registry is listed; the
-dependency goes one way (plug-ins import ``ltbench.augment``, never the reverse).
+dependency goes one way (plug-ins, ``fsa-il`` included, import ``ltbench.augment``, never the
+reverse).
 """
 
 import numpy as np
@@ -45,15 +46,11 @@ def _entry_points() -> dict:
 def augmenter_names() -> list[str]:
     """Every available augmenter: the registered ones and the installed entry points (not
     imported)."""
-    return sorted(set(AUGMENTERS) | set(_entry_points()) | {"fsa-il"})
+    return sorted(set(AUGMENTERS) | set(_entry_points()))
 
 
 def _load(name: str) -> None:
     if name in AUGMENTERS:
-        return
-    if name == "fsa-il":
-        import ltbench.augment.fsa_il  # noqa: F401  (the method itself, built in)
-
         return
     ep = _entry_points().get(name)
     if ep is None:

@@ -1,6 +1,7 @@
 """``fsa-il``: the paper's augmenter (feature-space augmentation with iterated learning).
 
-fit = iterated learning on the latents (``ILConfig``), EigenCAM maps of every example, then
+fit = iterated learning on the latents (``ILConfig``), class activation maps of every example
+(``FusionConfig.cam`` on ``cam_layers``: GradCAM++ on every block after the first by default), then
 for each tail class ``n_per_class`` fusions of a tail example with a head partner
 (``FusionConfig``), decoded by D and optionally refined @k through the prior."""
 

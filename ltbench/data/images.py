@@ -9,6 +9,29 @@ from PIL import Image, UnidentifiedImageError
 MAX_ASPECT = 4  # resize-then-crop up to this aspect ratio; crop first beyond it (bounded memory)
 
 
+def gray_to_unit_rgb(images) -> torch.Tensor:
+    """uint8 [N, H, W] -> float32 [N, 3, H, W] in [0, 1], the gray channel repeated (a VAE's
+    RGB input)."""
+    x = torch.as_tensor(np.asarray(images))
+    if x.ndim != 3 or x.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 [N, H, W], got {x.dtype} {tuple(x.shape)}")
+    return x.float().div(255)[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+def to_uint8_gray(images) -> np.ndarray:
+    """Tensor/array [N, C, H, W] or [N, H, W] in [0, 1] -> uint8[N, H, W]: the channel mean,
+    clipped and rounded as a PNG writer would."""
+    x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images, np.float32))
+    x = x.float()
+    if x.ndim == 4:
+        x = x.mean(1)
+    if x.ndim != 3:
+        raise ValueError(f"images must be [N, C, H, W] or [N, H, W], got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or inf")
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+
+
 class ImageReadError(OSError):
     """An image file is missing, truncated or not an image; names the file."""
 

@@ -9,27 +9,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ltbench.data.images import to_uint8_gray
 from ltbench.utils.io import atomic_write_text
 
 LABELS_CSV = "labels.csv"
 
 
-def to_uint8_gray(images) -> np.ndarray:
-    """Tensor/array [N, C, H, W] or [N, H, W] in [0, 1] -> uint8[N, H, W] (channel mean)."""
-    a = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=np.float32)
-    if a.ndim == 4:
-        a = a.mean(1)
-    if a.ndim != 3:
-        raise ValueError(f"images must be [N, C, H, W] or [N, H, W], got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError("images contain NaN or inf")
-    return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
-
-
 def write_image_folder(out: str, images, labels: np.ndarray, classes, extra: dict | None = None, latents: np.ndarray | None = None, overwrite: bool = False) -> str:
-    """images: [N, C, H, W] or [N, H, W] in [0, 1]; labels: 0/1 [N, K]; ``extra``: more CSV
-    columns (e.g. ``prompt``, ``source``); ``latents``: saved as ``latents.npy`` alongside."""
-    imgs = to_uint8_gray(images)
+    """images: float [N, C, H, W] or [N, H, W] in [0, 1], or uint8 [N, H, W] as they are; labels:
+    0/1 [N, K]; ``extra``: more CSV columns (e.g. ``prompt``, ``source``); ``latents``: saved
+    as ``latents.npy`` alongside."""
+    imgs = np.asarray(images) if getattr(images, "dtype", None) == np.uint8 and np.ndim(images) == 3 else to_uint8_gray(images)
     labels = np.asarray(labels)
     if labels.shape != (len(imgs), len(classes)):
         raise ValueError(f"labels must have shape ({len(imgs)}, {len(classes)}), got {labels.shape}")
@@ -54,3 +44,9 @@ def write_image_folder(out: str, images, labels: np.ndarray, classes, extra: dic
         np.save(os.path.join(tmp, "latents.npy"), np.asarray(latents, dtype=np.float32))
     os.replace(tmp, out)
     return out
+
+
+def write_decoded(out: str, prior, z, labels: np.ndarray, classes, extra: dict | None = None, overwrite: bool = False, batch_size: int = 32) -> str:
+    """Decode latents ``z`` Tensor[N, C, h, w] with ``prior``'s VAE a batch at a time and write
+    them with ``labels`` as an image folder (``write_image_folder``; the latents beside)."""
+    return write_image_folder(out, prior.decode_uint8(z, batch_size=batch_size), labels, classes, extra=extra, latents=np.asarray(z, dtype=np.float32), overwrite=overwrite)

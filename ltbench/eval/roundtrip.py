@@ -8,7 +8,6 @@ compared, for real positives and real negatives. ``prior`` is any object with ``
 ``decode`` (``ltbench.prior.pipeline.Prior``): this module does not import the prior layer."""
 
 import numpy as np
-import torch
 
 from ltbench.data.classes import PAPER_CLASSES
 from ltbench.data.phantom import PhantomConfig, generate, make_labels
@@ -36,12 +35,10 @@ def round_trip(prior, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     VAE, as uint8 [N, H, W] (the ``vae`` row of Table 1)."""
     if len(images) == 0:
         return np.zeros_like(images)
-    out = np.empty((len(images), *images.shape[1:]), np.uint8)
-    for i in range(0, len(images), batch_size):  # a batch at a time: no float copy of all the images
-        x = torch.from_numpy(np.asarray(images[i : i + batch_size])).float().div(255)[:, None].expand(-1, 3, -1, -1).contiguous()
-        rec = prior.decode(prior.encode(x, batch_size=batch_size), batch_size=batch_size)
-        out[i : i + len(x)] = rec.float().mean(1).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
-    return out
+    from ltbench.data.images import gray_to_unit_rgb
+
+    # a batch at a time: no float copy of all the images
+    return np.concatenate([prior.decode_uint8(prior.encode(gray_to_unit_rgb(images[i : i + batch_size]), batch_size=batch_size), batch_size=batch_size) for i in range(0, len(images), batch_size)])
 
 
 def round_trip_fidelity(prior, oracle, images: np.ndarray, labels: np.ndarray, classes=PAPER_CLASSES, fid_weights: str | None = None) -> dict:

@@ -69,7 +69,7 @@ def make_classifier(kind: str, in_ch: int, n_classes: int, size: int) -> nn.Modu
 
 
 def cam_layer(classifier: nn.Module) -> nn.Module:
-    """The last convolutional block, where EigenCAM reads the activations."""
+    """The last convolutional block, where a last-block CAM (the paper's EigenCAM) reads the activations."""
     if isinstance(classifier, SmallCNN):
         return classifier.body
     if isinstance(classifier, torchvision.models.VGG):

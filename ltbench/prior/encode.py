@@ -173,3 +173,26 @@ def _prepare(out: str, manifest: dict, overwrite: bool) -> None:
 
 
 __all__ = ["EncodeConfig", "encode_dataset"]
+
+
+def encode_folder(dataset: str, data: str, prior: str, out: str, cfg: EncodeConfig = EncodeConfig(), split: str | None = None, csv: str | None = None, classes=None, size: int | None = None, on_error: str = "raise", uncertain: str = "zero", overwrite: bool = False, progress: bool = True) -> dict:
+    """``ltbench encode``: open registered ``dataset`` from the folder ``data`` (its preset's
+    CSV, or ``csv``), with the images prepared for the VAE of ``prior`` (``size`` px, default the
+    VAE's ``sample_size``; its input channels), and encode it into the store ``out``. The
+    resolved config is printed first; returns it."""
+    import dataclasses
+    import json
+
+    from ltbench.data.csv_dataset import ImageConfig
+    from ltbench.data.presets import DATASETS, open_dataset
+    from ltbench.prior.vae import vae_folder
+
+    with open(os.path.join(vae_folder(prior), "config.json")) as f:
+        vae_cfg = json.load(f)
+    image = ImageConfig(size=size or int(vae_cfg.get("sample_size") or 512), channels=int(vae_cfg.get("in_channels", 3)), on_error=on_error, uncertain=uncertain)
+    ds = open_dataset(dataset, data, split=split, csv=csv, image=image, classes=classes)
+    csv = csv or os.path.join(data, DATASETS[dataset].csv.format(split=split or "train"))
+    summary = {"encode": dataclasses.asdict(cfg), "image": dataclasses.asdict(image), "dataset": dataset, "rows": len(ds)}
+    print(json.dumps(summary, indent=2))
+    encode_dataset(ds, csv, prior, out, cfg, overwrite=overwrite, progress=progress)
+    return summary

@@ -18,6 +18,8 @@ import contextlib
 import inspect
 import json
 import os
+
+import numpy as np
 import torch
 
 from ltbench.prior.vae import resolve_prior
@@ -198,6 +200,15 @@ class Prior:
             z = latents[i : i + batch_size].to(self.device, vae.dtype) / self.scaling_factor
             out.append(vae.decode(z).sample.float().cpu().add(1).div(2).clamp(0, 1))
         return torch.cat(out) if out else torch.zeros((0, 3, 0, 0))
+
+    def decode_uint8(self, latents: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+        """Scaled latents Tensor[N, C, h, w] -> gray uint8[N, H, W], decoded a batch at a time
+        (a float copy of all decoded images would be 12x their uint8 bytes: 15 GB for 5,000
+        samples at 512 px)."""
+        from ltbench.data.images import to_uint8_gray
+
+        parts = [to_uint8_gray(self.decode(latents[i : i + batch_size], batch_size=batch_size)) for i in range(0, len(latents), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0, 0), np.uint8)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, batch_size: int = 32, sample: bool = False, seed=0) -> torch.Tensor:

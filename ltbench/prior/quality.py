@@ -92,11 +92,14 @@ def evaluate_prior(prior, cfg: QualityConfig = QualityConfig(), progress: bool =
 
 
 def sample_grid(prior, path: str, n_cols: int = 8, steps: int = ROENTGEN_STEPS, guidance: float = ROENTGEN_GUIDANCE, seed: int = 0) -> str:
-    """A PNG: one row per class, ``n_cols`` samples from its class-name prompt."""
+    """A PNG: one row per class, ``n_cols`` samples from its class-name prompt (written
+    atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ltbench.utils.io import save_figure
 
     rows = [prior.decode(prior.text_to_image([c] * n_cols, steps=steps, guidance=guidance, seed=seed + k)).mean(1).numpy() for k, c in enumerate(PAPER_CLASSES)]
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 1.1, len(rows) * 1.15))
@@ -109,8 +112,7 @@ def sample_grid(prior, path: str, n_cols: int = 8, steps: int = ROENTGEN_STEPS, 
         axes[r, 0].set_ylabel(c.replace(" ", "\n"), fontsize=6, rotation=0, ha="right", va="center")
     fig.suptitle(f"phantom prior: {steps} steps, guidance {guidance}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -161,3 +163,35 @@ def render_readme(quality: dict, training: dict) -> str:
             lines.append(f"| {c} (n={r['n_pos']}/{r['n_neg']}) | {r['clean_pos']:.2f} | {r['rt_pos']:.2f} | {r['clean_neg']:.3f} | {r['rt_neg']:.3f} | {f} | {'yes' if r['ok'] else 'NO'} |")
     lines += ["", "![samples](sample_grid.png)", ""]
     return "\n".join(lines)
+
+
+def run_evaluate(prior: str = "phantom", out: str | None = None, cfg: QualityConfig = QualityConfig(), oracle: str = "phantom", device: str = "auto", precision: str = "auto", command: str = "ltbench prior evaluate", progress: bool = True) -> dict:
+    """``ltbench prior evaluate``: the prior's quality (``evaluate_prior``), with ``oracle`` (or
+    "none") the autoencoder's round-trip fidelity per class, written with a sample grid and a
+    generated README into ``out`` (default: the prior's own folder). Returns quality.json."""
+    import json
+    import os
+
+    from ltbench.prior.pipeline import load_prior
+    from ltbench.utils.io import atomic_write_json, atomic_write_text
+    from ltbench.utils.provenance import git_sha, prior_weights
+
+    pipe = load_prior(prior, device=device, precision=precision)
+    out = out or pipe.path
+    os.makedirs(out, exist_ok=True)
+    quality = evaluate_prior(pipe, cfg, progress=progress)
+    if oracle != "none":
+        from ltbench.eval.oracle import load_oracle, oracle_file
+        from ltbench.eval.roundtrip import round_trip_fidelity, round_trip_sample
+
+        images, labels = round_trip_sample(size=pipe.pipe.vae.config.sample_size)
+        quality["round_trip"] = {"oracle": oracle, "per_class": round_trip_fidelity(pipe, load_oracle(oracle), images, labels, fid_weights=oracle_file(oracle))}
+    quality["measured"] = {"command": command, "git_sha": git_sha(), "weights_sha256": prior_weights(pipe.path)}
+    atomic_write_json(os.path.join(out, "quality.json"), quality)
+    sample_grid(pipe, os.path.join(out, "sample_grid.png"), steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
+    training = {}
+    if os.path.exists(os.path.join(pipe.path, "training_config.json")):
+        with open(os.path.join(pipe.path, "training_config.json")) as f:
+            training = json.load(f)
+    atomic_write_text(os.path.join(out, "README.md"), render_readme(quality, training))
+    return quality

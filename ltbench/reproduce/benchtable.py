@@ -1,23 +1,30 @@
-"""Render the committed benchmark JSONs (``results/benchmarks/``) into the README, so its
-benchmark figures are generated, never typed:
+"""Render committed result JSONs into the README and docs, so their figures are generated,
+never typed:
 
-    python -m ltbench.reproduce.benchtable --readme README.md
+    python -m ltbench.reproduce.benchtable --write
 
-replaces each block between ``<!-- NAME begin -->`` and ``<!-- NAME end -->``: ``ops-table``
-(ops-cpu.json), ``prior-cost`` (prior-cpu.json), ``il-generation`` (il-generation-cpu.json),
-``streaming-memory`` (data-memory-cpu.json).
-``tests/test_results_fresh.py`` checks that every block is this rendering.
+replaces each block between ``<!-- NAME begin -->`` and ``<!-- NAME end -->`` in whichever of
+``DOC_FILES`` holds it (each block lives in exactly one): ``ops-table`` (ops-cpu.json),
+``prior-cost`` (prior-cpu.json), ``il-generation`` (il-generation-cpu.json),
+``streaming-memory`` (data-memory-cpu.json), ``rehearsal`` (paper-rehearsal/projection.json),
+``localisation`` and ``cam-choices`` (diagnostics/localisation.json), ``refine-sweep``
+(diagnostics/refine-sweep.json), ``table1`` (the README's view of table1-default/table1.json). ``tests/test_results_fresh.py`` checks that every block is
+this rendering.
 """
 
 import argparse
 import json
+import os
 import re
 import sys
 
-import os
+from ltbench.reproduce.diagnostics_report import render_cam_choices as cam_choices_table
+from ltbench.reproduce.diagnostics_report import render_refine_sweep_md, signed_interval
 
 BEGIN, END = "<!-- ops-table begin -->", "<!-- ops-table end -->"
-RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "results", "benchmarks")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RESULTS = os.path.join(ROOT, "results", "benchmarks")
+DOC_FILES = ("README.md", "docs/usage.md", "docs/diagnostics.md", "docs/scale.md", "docs/development.md")
 OPS = {
     "mask_fuse": ("a-formula", "b-where", "c-compiled", "d-ltbench", "d-ltbench-out"),
     "channel_sample": ("a-softmax-multinomial-onehot", "b-inverse-cdf", "c-compiled-inverse-cdf", "c-compiled-gumbel", "d-ltbench"),
@@ -153,9 +160,7 @@ def _torchrun_rehearsal(results: str = RESULTS) -> str:
 
 
 def render_localisation(res: dict) -> str:
-    from ltbench.reproduce.diagnostics import _iv
-
-    rows = [f"| {c} | {v['images']} | {v['finding_in_ms']:.2f} (random {v['random_finding_in_ms']:.2f}; {_iv(v['finding_in_ms_minus_random'])}) | {v['ms_on_finding']:.2f} (random {v['random_ms_on_finding']:.2f}; {_iv(v['ms_on_finding_minus_random'])}) |" for c, v in res["per_class"].items()]
+    rows = [f"| {c} | {v['images']} | {v['finding_in_ms']:.2f} (random {v['random_finding_in_ms']:.2f}; {signed_interval(v['finding_in_ms_minus_random'])}) | {v['ms_on_finding']:.2f} (random {v['random_ms_on_finding']:.2f}; {signed_interval(v['ms_on_finding_minus_random'])}) |" for c, v in res["per_class"].items()]
     return "\n".join(
         [f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]} (M^S = CAM > {res['tau_h']}, on the train images of each tail class):", "",
          "| tail class | images | share of the finding inside M^S (random mask; difference [95% CI over images]) | share of M^S on the finding (random mask; difference [95% CI]) |", "|---|---|---|---|", *rows]
@@ -163,22 +168,25 @@ def render_localisation(res: dict) -> str:
 
 
 def render_cam_choices(res: dict) -> str:
-    from ltbench.reproduce.diagnostics import render_cam_choices as table
-
     return "\n".join(
         [f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]}, every CAM choice on the same IL fit (M^S = CAM > {res['tau_h']}, the train images of each tail class). "
          "Per tail class: how much more of the finding lies inside M^S than for a random mask of M^S's area; how much more of M^S lies on the finding (each with a 95% interval over images; M^S's area as a share of the grid); "
-         "score = the mean of the two over the tail classes:", "", table(res)]
+         "score = the mean of the two over the tail classes:", "", cam_choices_table(res)]
     )
 
 
 def render_refine_sweep(res: dict) -> str:
-    from ltbench.reproduce.refine_sweep import render_md
+    return render_refine_sweep_md(res).split("\n", 2)[2].strip()  # without the title
 
-    return render_md(res).split("\n", 2)[2].strip()  # without the title
+
+def render_table1(res: dict) -> str:
+    from ltbench.reproduce.report import compact_table
+
+    return compact_table(res["rows"])
 
 
 BLOCKS = {
+    "table1": (os.path.join("..", "table1-default", "table1.json"), render_table1),
     "ops-table": ("ops-cpu.json", render),
     "prior-cost": ("prior-cpu.json", render_prior),
     "il-generation": ("il-generation-cpu.json", render_il),
@@ -216,21 +224,41 @@ def readme_block(text: str, name: str = "ops-table") -> str | None:
     return m.group(1) if m else None
 
 
+def block_files(root: str = ROOT) -> dict:
+    """{block name: the one file of ``DOC_FILES`` that holds it}; a block in no file or in two
+    is an error naming it."""
+    where: dict = {}
+    for rel in DOC_FILES:
+        with open(os.path.join(root, rel)) as f:
+            text = f.read()
+        for name in BLOCKS:
+            if readme_block(text, name) is not None:
+                where.setdefault(name, []).append(rel)
+    bad = {n: where.get(n, []) for n in BLOCKS if len(where.get(n, [])) != 1}
+    if bad:
+        raise ValueError(f"every generated block must live in exactly one of {DOC_FILES}: {bad}")
+    return {n: v[0] for n, v in where.items()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ltbench.reproduce.benchtable", description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=RESULTS, help="folder of the benchmark JSONs (default: the repository's results/benchmarks)")
-    p.add_argument("--readme", help="replace the blocks of this file instead of printing")
+    p.add_argument("--write", action="store_true", help="replace the blocks in the README and docs instead of printing them")
     args = p.parse_args(argv)
     try:
         blocks = rendered_blocks(args.results)
-        if args.readme:
-            with open(args.readme) as f:
-                text = f.read()
-            for name, table in blocks.items():
-                text = replace_block(text, table, name)
+        if args.write:
             from ltbench.utils.io import atomic_write_text
 
-            atomic_write_text(args.readme, text)
+            files = block_files()
+            for rel in sorted(set(files.values())):
+                path = os.path.join(ROOT, rel)
+                with open(path) as f:
+                    text = f.read()
+                for name, table in blocks.items():
+                    if files[name] == rel:
+                        text = replace_block(text, table, name)
+                atomic_write_text(path, text)
         else:
             print("\n\n".join(blocks.values()))
     except (OSError, ValueError, KeyError) as exc:

@@ -25,26 +25,7 @@ from ltbench.method.fusion import FusionConfig
 from ltbench.method.il import IL_PRESETS, ILConfig
 from ltbench.config import PAPER_N_PER_CLASS, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
 
-# Table 1's rows (the paper's) followed by the extra rows worth having.
-# ``real`` and ``vae`` are the instrument's floor and ceiling: held-out real images of each tail
-# class (as many as a generator makes) and their autoencoder round trips (the best any
-# latent-space method can reach). Every table carries them.
-FLOOR_ROWS = ("real", "vae")
-PAPER_ROWS = ("none", *FLOOR_ROWS, "smote", "t2i", "fsa-il@0", "fsa-il@1", "fsa-il@5")
-# and the control of the method's premise: fusion with M^S and M^G at random positions
-DEFAULT_ROWS = PAPER_ROWS + ("fsa-il@0-randmask",)
-EXTRA_ROWS = ("oversample", "smote-pixel", "fsa-il@0-tail", "fsa-il@0-oracle", "fsa-il@0-authors", "fsa-il@5-authors")
-ALL_ROWS = DEFAULT_ROWS + EXTRA_ROWS
-
-# The paper's Table 1 (MIMIC-CXR-LT, RoentGen, Inception FID): our row -> (name, FID, head, tail).
-PAPER_TABLE1 = {
-    "none": ("Baseline", None, 0.618, 0.155),
-    "smote": ("SMOTE", 171.864, 0.578, 0.151),
-    "t2i": ("RoentGEN@75", 138.963, 0.618, 0.152),
-    "fsa-il@0": ("Ours@0", 191.873, 0.607, 0.152),
-    "fsa-il@1": ("Ours@1", 191.646, 0.595, 0.143),
-    "fsa-il@5": ("Ours@5", 130.110, 0.595, 0.144),
-}
+from ltbench.reproduce.rows import ALL_ROWS, DEFAULT_ROWS, EXTRA_ROWS, FLOOR_ROWS, PAPER_ROWS, PAPER_TABLE1, parse_row  # noqa: F401  (the presets' row lists)
 
 
 @dataclass(frozen=True)
@@ -58,7 +39,7 @@ class Table1Preset:
     seeds: int = 2  # cells are mean and 95% interval over this many seeds
     n_per_class: int = 64  # generated samples per tail class (paper: 1000 on 264k images)
     il: ILConfig = IL_PRESETS["phantom"]
-    fusion: FusionConfig = FusionConfig()  # per row: refine_steps, seed, n_per_class and the row's variant (table1.FSA_VARIANTS)
+    fusion: FusionConfig = FusionConfig()  # per row: refine_steps, seed, n_per_class and the row's variant (rows.FSA_VARIANTS)
     classifier: ClassifierConfig = ClassifierConfig()
     t2i_steps: int = ROENTGEN_STEPS
     t2i_guidance: float = ROENTGEN_GUIDANCE
@@ -72,11 +53,27 @@ class Table1Preset:
     inception_weights: str | None = None  # torch-fidelity Inception file; None = its cache or n/a
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # one copy of the samples per class: the fusion config carries the preset's
+        if self.fusion.n_per_class != self.n_per_class:
+            object.__setattr__(self, "fusion", dataclasses.replace(self.fusion, n_per_class=self.n_per_class))
+
+    def row_fusion(self, row: str, seed: int) -> FusionConfig:
+        """The fusion config an fsa-il row runs with: the preset's, with the row's refinement
+        steps, the seed and the row's variant (``rows.FSA_VARIANTS``)."""
+        spec = parse_row(row)
+        if spec["method"] != "fsa-il":
+            raise ValueError(f"row {row!r} is not an fsa-il row")
+        return dataclasses.replace(self.fusion, refine_steps=spec["k"], seed=seed, **spec["fusion"])
+
     def cell_config(self, row: str, seed: int) -> dict:
-        """What a cell's result depends on: everything but the row list and the seed count."""
+        """What a cell's result depends on: everything but the row list and the seed count, with
+        an fsa-il row's fusion config as the row runs it."""
         d = dataclasses.asdict(self)
         for k in ("rows", "seeds", "name", "extra"):
             d.pop(k)
+        if parse_row(row)["method"] == "fsa-il":
+            d["fusion"] = dataclasses.asdict(self.row_fusion(row, seed))
         return {"row": row, "seed": seed, **d}
 
 

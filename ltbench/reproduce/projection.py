@@ -16,7 +16,6 @@ Writes ``DIR/projection.json`` and ``DIR/projection.md``.
 """
 
 import dataclasses
-import json
 import os
 
 ASSUMED_H100 = {
@@ -38,10 +37,11 @@ PAPER_SPLITS = {
 
 def measured(run: str) -> dict:
     """The rehearsal's own work and time per stage, from run.json and the cells."""
-    with open(os.path.join(run, "run.json")) as f:
-        info = json.load(f)
-    from ltbench.reproduce.table1 import load_cells
+    from ltbench.reproduce.schema import load_cells, read_run_info
 
+    info = read_run_info(run)
+    if info.get("preset") != "paper-rehearsal":
+        raise ValueError(f"{run} is a run of preset {info.get('preset')!r}: the projection scales a paper-rehearsal run (python -m ltbench.reproduce table1 --preset paper-rehearsal --out DIR)")
     cfg = info["config"]
     cells = load_cells(run)
     inv = info["invocations"]

@@ -59,7 +59,7 @@ def fusions(ctx, decoder: str, seed: int = 0, **overrides):
     model, cams, scores = ctx.il_fit()
     z = ctx.latents()
     y = ctx.y_train
-    cfg = dataclasses.replace(p.fusion, **{"n_per_class": p.n_per_class, "refine_steps": 0, "seed": seed, "decoder": decoder, **overrides})
+    cfg = dataclasses.replace(p.fusion, **{"refine_steps": 0, "seed": seed, "decoder": decoder, **overrides})
 
     class Record:
         pass
@@ -119,7 +119,6 @@ def sweep(ctx, ks=KS, modes=MODES, decoders=DECODERS, variants=VARIANTS, n_boot:
     from ltbench.eval.bootstrap import paired_bootstrap
     from ltbench.eval.fid import ORACLE_EXTRACTOR, features, tail_metrics
     from ltbench.eval.fidelity import label_fidelity
-    from ltbench.reproduce.table1 import decode_uint8
 
     p = ctx.preset
     ctx.load_data()
@@ -128,7 +127,7 @@ def sweep(ctx, ks=KS, modes=MODES, decoders=DECODERS, variants=VARIANTS, n_boot:
     out, feats, calls = [], {}, {}
 
     def measure(zk, z0, labels, targets, decoder, mode, k, variant=None):
-        images = decode_uint8(ctx.prior, zk, ctx.vae_batch, ctx.x_train.shape[1:])
+        images = ctx.prior.decode_uint8(zk, ctx.vae_batch)
         by_class = {c: images[targets == ctx.classes.index(c)] for c in ctx.tail}
         m = tail_metrics(ref, by_class, ctx.tail, ORACLE_EXTRACTOR, ctx.oracle_file)
         fid = label_fidelity(ctx.oracle, images, labels, ctx.classes, ctx.tail, targets=targets)
@@ -170,107 +169,14 @@ def sweep(ctx, ks=KS, modes=MODES, decoders=DECODERS, variants=VARIANTS, n_boot:
             "intervals": {"method": "paired bootstrap over fusions and reference images (ltbench.eval.bootstrap)", "n_boot": boot["n_boot"], "level": boot["level"], "seed": boot["seed"]}}
 
 
-def _mean(point: dict, key: str) -> float:
-    return float(point["metrics"]["mean"][key])
-
-
-def _lf(point: dict) -> float:
-    return float(point["label_fidelity"]["mean_tail"])
-
-
-def _ci(paired: dict | None, metric: str, fmt: str) -> str:
-    if not paired:
-        return ""
-    v = paired[metric]
-    return f"{v['estimate']:{fmt}} [{v['low']:{fmt}}, {v['high']:{fmt}}]"
-
-
-def render_md(res: dict) -> str:
-    iv = res["intervals"]
-    level = round(100 * iv["level"])
-    lines = [
-        "# Refinement sweep on paired fusions",
-        "",
-        f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]}, on the IL fit of `{res['run']}` (preset `{res['preset']}`): "
-        f"{res['n_per_class']} fusions per tail class drawn once (seed 0), refined with k of {res['fusion']['refine_schedule']} steps; "
-        "distribution metrics in the oracle's feature space, per tail class then averaged; label fidelity = share of samples the oracle calls positive for the class they were made for. "
-        f"Δ = the paired difference from @0 of the same decoder (for the authors' @0: from ours), with a {level}% interval from {iv['n_boot']} paired bootstrap replicates "
-        "(the same fusions resampled at every k, and the reference images); it covers the draw of fusions given this one IL fit.",
-        "",
-        "| decoder | mode | k | UNet evals | latent change vs @0 | FID | ΔFID | KID x1000 | precision | recall | label fid. | Δ label fid. |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
-    ]
-    for pt in res["points"]:
-        if pt.get("variant"):
-            continue
-        lines.append(
-            f"| {pt['decoder']} | {pt['mode']} | {pt['k']} | {pt['unet_evals_per_sample']} | {pt['latent_change']:.3f} | {_mean(pt, 'fid'):.2f} | {_ci(pt.get('paired'), 'fid', '+.2f')} | "
-            f"{1000 * _mean(pt, 'kid'):.1f} | {_mean(pt, 'precision'):.2f} | {_mean(pt, 'recall'):.2f} | {_lf(pt):.2f} | {_ci(pt.get('paired'), 'label_fidelity', '+.3f')} |"
-        )
-    gaps = res.get("authors_gap", {})
-    if gaps:
-        lines += ["", f"The authors' decoder's @0 -> @k change minus ours ({level}% paired interval; negative: refinement gains more from their @0):", "",
-                  "| mode | k | FID | label fid. |", "|---|---:|---|---|"]
-        for name, v in gaps.items():
-            _, mode, k = name.split("/")
-            lines.append(f"| {mode} | {k} | {_ci(v, 'fid', '+.2f')} | {_ci(v, 'label_fidelity', '+.3f')} |")
-    variants = [pt for pt in res["points"] if pt.get("variant")]
-    if variants:
-        lines += ["", f"One fusion choice changed at a time (eval decoder, the run's config otherwise), against the run's config at the same k ({level}% paired interval):", "",
-                  "| choice | k | FID | ΔFID | label fid. | Δ label fid. |", "|---|---:|---:|---|---:|---|"]
-        for pt in variants:
-            lines.append(f"| {pt['variant']} | {pt['k']} | {_mean(pt, 'fid'):.2f} | {_ci(pt.get('paired'), 'fid', '+.2f')} | {_lf(pt):.2f} | {_ci(pt.get('paired'), 'label_fidelity', '+.3f')} |")
-    lines.append("")
-    return "\n".join(lines)
-
-
-def figure(res: dict, path: str) -> None:
-    """FID and label fidelity against k, each as the paired difference from @0 of the same
-    decoder with its bootstrap interval (the authors' @0 against ours in the title)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    level = round(100 * res["intervals"]["level"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
-    for decoder in res["decoders"]:
-        swept = [pt for pt in res["points"] if pt["decoder"] == decoder and not pt.get("variant")]
-        at0 = [pt for pt in swept if pt["k"] == 0]
-        for j, mode in enumerate(res["modes"]):
-            pts = at0 + [pt for pt in swept if pt["mode"] == mode]
-            ks = np.array([pt["k"] for pt in pts], float) * (1 + 0.04 * (2 * j - 1 + (decoder != "eval")))  # dodge
-            style = "-" if decoder == "eval" else "--"
-            for ax, metric in zip(axes, ("fid", "label_fidelity")):
-                d = [pt["paired"][metric] if pt["k"] > 0 else {"estimate": 0.0, "low": 0.0, "high": 0.0} for pt in pts]
-                est = np.array([v["estimate"] for v in d])
-                err = np.array([[e - v["low"] for e, v in zip(est, d)], [v["high"] - e for e, v in zip(est, d)]])
-                ax.errorbar(ks, est, yerr=err, fmt=style, marker="o", ms=4, capsize=2, label=f"{decoder}, {mode}")
-    titles = (f"tail FID (oracle features): Δ vs @0, {level}% paired interval", f"label fidelity: Δ vs @0, {level}% paired interval")
-    for a, t in zip(axes, titles):
-        a.axhline(0, color="grey", lw=0.8)
-        a.set_xscale("symlog", linthresh=1)
-        a.set_xlim(-0.2, 1.3 * max(res["ks"]))
-        a.set_xticks(res["ks"])
-        a.set_xticklabels([str(k) for k in res["ks"]])
-        a.set_xlabel("refinement steps k")
-        a.set_title(t, fontsize=9)
-    axes[0].legend(fontsize=8)
-    authors = next((pt["paired"] for pt in res["points"] if pt["decoder"] == "train-batch2" and pt["k"] == 0 and not pt.get("variant")), None)
-    note = f"\ntrain-batch2 @0 - eval @0: FID {_ci(authors, 'fid', '+.2f')}, label fid. {_ci(authors, 'label_fidelity', '+.3f')}" if authors else ""
-    fig.suptitle("one set of fusions refined at every k, each decoder against its own @0" + note, fontsize=9)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def run_refine_sweep(run: str, to: str, ks=KS, progress: bool = True, command: str = "ltbench.reproduce.refine_sweep.run_refine_sweep", n_boot: int = N_BOOT) -> dict:
-    from ltbench.reproduce.diagnostics import run_context
-    from ltbench.reproduce.provenance import git_sha
+    from ltbench.reproduce.diagnostics_report import refine_sweep_figure, render_refine_sweep_md
+    from ltbench.reproduce.stages import Context
     from ltbench.utils.io import atomic_write_json, atomic_write_text
+    from ltbench.utils.provenance import git_sha
 
-    ctx, name = run_context(run, progress)
+    ctx = Context.from_run(run, progress)
+    name = ctx.preset.name
     if ctx.oracle is None:
         raise ValueError(f"{run} has no oracle: the sweep measures label fidelity and the oracle's FID (a phantom run)")
     if max(ks) > ctx.preset.fusion.refine_schedule:
@@ -281,6 +187,6 @@ def run_refine_sweep(run: str, to: str, ks=KS, progress: bool = True, command: s
     res = {"run": run, "preset": name, **res, "measured": {"command": command, "git_sha": git_sha(), "inputs": ctx.inputs}}
     os.makedirs(to, exist_ok=True)
     atomic_write_json(os.path.join(to, "refine-sweep.json"), json.loads(json.dumps(res)))
-    atomic_write_text(os.path.join(to, "refine-sweep.md"), render_md(res))
-    figure(res, os.path.join(to, "refine-sweep.png"))
+    atomic_write_text(os.path.join(to, "refine-sweep.md"), render_refine_sweep_md(res))
+    refine_sweep_figure(res, os.path.join(to, "refine-sweep.png"))
     return res

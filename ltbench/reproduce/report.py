@@ -1,6 +1,6 @@
 """Table 1 rendered from the cell JSONs only (never edited by hand): ``table1.md``,
-``table1.csv``, ``figures/table1.png`` (the table as points with 95% intervals), plus the
-per-row sample grids written when a row's seed-0 cell runs (``figures/samples-<row>.png``)."""
+``table1-compact.md``, ``table1.csv``, ``table1.json`` and ``figures/table1.png`` (the table as
+points with 95% intervals). Cells are read through ``ltbench.reproduce.schema``."""
 
 import csv
 import io
@@ -10,10 +10,12 @@ import os
 import numpy as np
 
 from ltbench.data.classes import TAIL_CLASSES
-from ltbench.eval.classifier import mean_interval, paired_interval
 from ltbench.eval.fid import NA_INCEPTION
-from ltbench.reproduce.presets import PAPER_TABLE1
-from ltbench.utils.io import atomic_path, atomic_write_text
+from ltbench.eval.stats import mean_interval, paired_interval
+from ltbench.reproduce.figures import pyplot, save_figure
+from ltbench.reproduce.rows import PAPER_TABLE1
+from ltbench.reproduce.schema import load_cells
+from ltbench.utils.io import atomic_write_text
 
 # (key, column title, how to read it from a cell's results, decimals)
 METRICS = (
@@ -126,8 +128,7 @@ def fmt(v, decimals: int) -> str:
 
 
 def render(out: str, rows, seeds: int | None = None, run_info: dict | None = None) -> dict:
-    from ltbench.reproduce.table1 import load_cells
-
+    """Render every Table 1 file of run folder ``out`` from its cells; returns the aggregate."""
     cells = load_cells(out)
     table = aggregate(cells, rows, seeds)
     validity = fidelity_validity(cells, TAIL_CLASSES)
@@ -216,11 +217,7 @@ def compact_table(table: dict) -> str:
 
 
 def plot_table(table: dict, path: str, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(k, t) for k, t, _, _ in METRICS if k in ("fid_oracle", "kid_oracle", "label_fidelity")] + [(k, t) for k, t, _ in PAIRED]
     rows = list(table)
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.45 * len(rows) + 1.5), sharey=True)
@@ -243,37 +240,4 @@ def plot_table(table: dict, path: str, title: str = "") -> None:
     ax0.invert_yaxis()
     fig.suptitle(title + " (mean, 95% interval over seeds; dashed: no augmentation)", fontsize=10)
     fig.tight_layout()
-    _save_fig(fig, path)
-
-
-def sample_grid(real_by_class: dict, images, targets, classes, tail, path: str, n: int = 6, title: str = "") -> None:
-    """One line per tail class: ``n`` real images of the class, then ``n`` generated for it
-    (``targets`` int[M]: the class index each sample was made for)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(tail), 2 * n, figsize=(2 * n * 0.9, len(tail) * 0.95 + 0.5), squeeze=False)
-    for i, c in enumerate(tail):
-        gen = np.asarray(images)[np.flatnonzero(np.asarray(targets) == classes.index(c))[:n]] if len(targets) else []
-        real = real_by_class[c][:n]
-        for j in range(2 * n):
-            ax = axes[i, j]
-            ax.axis("off")
-            src = real if j < n else gen
-            jj = j if j < n else j - n
-            if jj < len(src):
-                ax.imshow(src[jj], cmap="gray", vmin=0, vmax=255)
-        axes[i, 0].text(-0.1, 0.5, c, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.17, wspace=0.05, hspace=0.05)
-    _save_fig(fig, path)
-
-
-def _save_fig(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -106,3 +106,14 @@ def clean_stale_tmp(root: str, recursive: bool = True) -> list[str]:
             except FileNotFoundError:
                 continue
     return removed
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> None:
+    """Save a matplotlib figure as PNG at ``path`` (folders made, written atomically: a reader
+    never sees half a file) and close it."""
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)

@@ -51,6 +51,33 @@ def make_labels(cfg: PhantomConfig) -> tuple[np.ndarray, np.ndarray]:
     return labels, split
 
 
+def split_masks(cfg: PhantomConfig, split: str, rows, k: int) -> np.ndarray:
+    """Ground-truth masks bool[len(rows), S, S] of class ``k`` for ``rows`` (positions within
+    the ``split`` split), rendered again from ``cfg``."""
+    _, where = make_labels(cfg)
+    return generate(cfg, indices=np.flatnonzero(where == split)[np.asarray(rows, dtype=np.int64)]).masks[:, k]
+
+
+def fresh_class_sample(cfg: PhantomConfig, classes, per_class: int, seed: int, distinct: bool = False) -> tuple[PhantomConfig, dict]:
+    """A fresh phantom sample of its own ``seed`` (no split: images no benchmark split holds),
+    large enough for ``per_class`` positives of the rarest of ``classes``; returns (its config,
+    {class: int64 indices of up to ``per_class`` positives}). ``distinct``: no image stands for
+    two classes (an image of two of them goes to the first)."""
+    from ltbench.data.classes import TARGET_PREVALENCE
+
+    rarest = min(TARGET_PREVALENCE[c] for c in classes)
+    fresh = dataclasses.replace(cfg, n=int(3 * (len(classes) if distinct else 1) * per_class / rarest) + 1000, seed=seed, min_test_positives=0)
+    labels, _ = make_labels(fresh)
+    used, out = set(), {}
+    for c in classes:
+        pos = np.flatnonzero(labels[:, PAPER_CLASSES.index(c)] == 1)
+        if distinct:
+            pos = np.asarray([i for i in pos if i not in used], np.int64)
+        out[c] = pos[:per_class].astype(np.int64)
+        used.update(out[c].tolist())
+    return fresh, out
+
+
 def assign_split(labels: np.ndarray, rng: np.random.Generator, cfg: PhantomConfig) -> np.ndarray:
     """Split by seed, then guarantee ``min_test_positives`` per class in test (edits
     ``labels`` in place only when the sample is too small to move positives)."""
