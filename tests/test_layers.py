@@ -134,8 +134,8 @@ def test_no_baseline_imports_another():
 # inside reproduce: readers of results (schema at the bottom, reports) never import an
 # experiment or the stages; the runner is imported only by the command line
 R = "ltbench.reproduce."
-READERS = ("rows", "presets", "schema", "figures", "report", "diagnostics_report", "benchtable", "provenance")
-EXPERIMENTS = ("stages", "cells", "table1", "diagnostics", "refine_sweep", "projection", "rehearsal", "__main__")
+READERS = ("rows", "presets", "schema", "figures", "report", "readings", "diagnostics_report", "benchtable", "provenance")
+EXPERIMENTS = ("stages", "cells", "table1", "diagnostics", "refine_sweep", "calibrate", "projection", "rehearsal", "__main__")
 
 
 @pytest.mark.parametrize("reader", READERS)

@@ -49,6 +49,39 @@ def test_a_stale_committed_file_fails_the_check(tmp_path):
     assert provenance.stale_parts(data["ltbench"]["identity"])
 
 
+def test_table1_default_cells_were_computed_by_this_code():
+    """Every committed cell records the identity of the sources its numbers come from (method,
+    metrics, augmenters and baselines, prior, data, ops, the experiment's stages and cells):
+    a change to any of them makes the committed run stale until it is rerun."""
+    cells = sorted(glob.glob(os.path.join(ROOT, "results", "table1-default", "cells", "*.json")))
+    now = provenance.identity(["table1_sources"])
+    stale = []
+    for path in cells:
+        with open(path) as f:
+            md = json.load(f)["metadata"]
+        assert not md["git_sha"].endswith("-dirty"), f"{os.path.basename(path)} was computed from uncommitted code"
+        if md.get("sources") != now:
+            stale.append(os.path.basename(path))
+    assert not stale, f"{len(stale)} committed cells were computed by other sources (e.g. {stale[:3]}): rerun python -m ltbench.reproduce table1 --out results/table1-default"
+
+
+def test_a_changed_method_source_makes_the_cells_stale(tmp_path, monkeypatch):
+    """The check itself: copy the sources, record their identity, change one byte of the fusion."""
+    for top in provenance.SOURCE_GROUPS["table1_sources"]:
+        src = os.path.join(ROOT, top)
+        if os.path.isdir(src):
+            shutil.copytree(src, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        else:
+            (tmp_path / top).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, tmp_path / top)
+    monkeypatch.setattr(provenance, "REPO_ROOT", str(tmp_path))
+    recorded = provenance.identity(["table1_sources"])
+    assert provenance.stale_parts(recorded) == []
+    f = tmp_path / "ltbench" / "method" / "fusion.py"
+    f.write_text(f.read_text().replace("cam_h < tau_l", "cam_h <= tau_l"))
+    assert provenance.stale_parts(recorded) and provenance.stale_parts(recorded)[0].startswith("table1_sources: recorded")
+
+
 def test_table1_default_cells_match_the_shipped_weights_and_renderer():
     from ltbench.reproduce.presets import PRESETS
     from ltbench.reproduce.stages import input_identity

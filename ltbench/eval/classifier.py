@@ -27,6 +27,8 @@ from ltbench.config import opt
 @dataclass(frozen=True)
 class ClassifierConfig:
     arch: str = opt("densenet121", "torchvision architecture (the paper's classifier)")
+    growth_rate: int = opt(32, "DenseNet's growth rate k (DenseNet121: 32); the topology (dense blocks of 6-12-24-16 layers) is kept at any width")
+    init_features: int = opt(64, "channels of DenseNet's stem convolution (DenseNet121: 64 = 2k)")
     input_size: int = opt(32, "px the images are resized to (area); the paper trains at 224+")
     steps: int = opt(150, "optimiser steps per row: the budget, the same for every row (from the warm start when warm_steps > 0)")
     warm_steps: int = opt(0, "steps on the real train images alone, once per seed, shared by every row of the seed as its starting point (0: every row trains from scratch)")
@@ -37,6 +39,7 @@ class ClassifierConfig:
     mean: float = opt(0.5, "input normalisation of [0, 1] images")
     std: float = opt(0.25, "input normalisation of [0, 1] images")
     eval_batch_size: int = opt(256, "images per scoring batch of the test split")
+    generated_share: float = opt(0.0, "share of each step's batch slots drawn from the generated images (0: their share of the pool, the paper's way)")
 
     def __post_init__(self):
         if self.arch not in ("densenet121",):
@@ -45,13 +48,20 @@ class ClassifierConfig:
             raise ValueError("steps >= 1, warm_steps >= 0, batch_size >= 2 and input_size >= 16 are required")
         if not (self.lr > 0 and self.finetune_lr >= 0):
             raise ValueError(f"lr must be > 0 and finetune_lr >= 0, got {self.lr} and {self.finetune_lr}")
+        if self.growth_rate < 1 or self.init_features < 1:
+            raise ValueError(f"growth_rate and init_features must be >= 1, got {self.growth_rate} and {self.init_features}")
+        if not 0.0 <= self.generated_share < 1.0:
+            raise ValueError(f"generated_share must be in [0, 1), got {self.generated_share}")
 
 
-def make_densenet(n_classes: int, in_ch: int = 1) -> torch.nn.Module:
+def make_densenet(n_classes: int, in_ch: int = 1, growth_rate: int = 32, init_features: int = 64) -> torch.nn.Module:
+    """torchvision's DenseNet121 topology (dense blocks of 6, 12, 24, 16 layers) at growth rate
+    ``growth_rate`` and stem width ``init_features`` (32 and 64: DenseNet121 itself, no
+    weights), with an ``in_ch``-channel stem."""
     import torchvision
 
-    net = torchvision.models.densenet121(weights=None, num_classes=n_classes)
-    net.features.conv0 = torch.nn.Conv2d(in_ch, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    net = torchvision.models.DenseNet(growth_rate=growth_rate, block_config=(6, 12, 24, 16), num_init_features=init_features, num_classes=n_classes)
+    net.features.conv0 = torch.nn.Conv2d(in_ch, init_features, kernel_size=7, stride=2, padding=3, bias=False)
     return net
 
 
@@ -92,15 +102,15 @@ def _rows(x, idx) -> torch.Tensor:
     return torch.from_numpy(np.asarray(x[idx.numpy() if isinstance(idx, torch.Tensor) else idx]))
 
 
-def paired_batches(n_real: int, n_generated: int, steps: int, batch_size: int, seed: int):
+def paired_batches(n_real: int, n_generated: int, steps: int, batch_size: int, seed: int, share: float = 0.0):
     """The index batches of ``train_classifier``: yields LongTensor[batch_size] per step into
     the pool [real..., generated...]. The real indices follow one stream fixed by ``seed``
-    alone, whatever ``n_generated`` is; slots are generated with probability n_generated /
-    (n_real + n_generated), decided by a coin of its own."""
+    alone, whatever ``n_generated`` is; slots are generated with probability ``share`` (0: the
+    pool's n_generated / (n_real + n_generated)), decided by a coin of its own."""
     g_real = torch.Generator().manual_seed(seed)
     g_coin = torch.Generator().manual_seed(seed + 7919)
     g_gen = torch.Generator().manual_seed(seed + 104729)
-    share = n_generated / (n_real + n_generated)
+    share = generated_share(n_real, n_generated, share)
     for _ in range(steps):
         real = torch.randint(0, n_real, (batch_size,), generator=g_real)
         if n_generated == 0:
@@ -109,6 +119,14 @@ def paired_batches(n_real: int, n_generated: int, steps: int, batch_size: int, s
         coin = torch.rand(batch_size, generator=g_coin) < share
         gen = n_real + torch.randint(0, n_generated, (batch_size,), generator=g_gen)
         yield torch.where(coin, gen, real)
+
+
+def generated_share(n_real: int, n_generated: int, share: float = 0.0) -> float:
+    """P(a batch slot is generated): ``share`` when set and there are generated images, else
+    their share of the pool."""
+    if n_generated == 0:
+        return 0.0
+    return share if share > 0 else n_generated / (n_real + n_generated)
 
 
 def _check_train_inputs(images, labels, n_real):
@@ -140,7 +158,7 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     net.train()
-    batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed)
+    batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed, cfg.generated_share)
     for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
         mine = local_rows(b)
         loss = F.binary_cross_entropy_with_logits(model(_prep(_rows(x, mine), cfg).to(device)), y[mine].to(device))
@@ -152,10 +170,11 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     return net.eval()
 
 
-def _seeded_net(n_classes: int, seed: int, init: dict | None, device: str) -> torch.nn.Module:
-    """DenseNet121 initialised from ``seed`` (or loaded from ``init``), channels-last on ``device``."""
+def _seeded_net(n_classes: int, seed: int, init: dict | None, device: str, cfg: ClassifierConfig) -> torch.nn.Module:
+    """The config's DenseNet initialised from ``seed`` (or loaded from ``init``), channels-last
+    on ``device``."""
     torch.manual_seed(seed)
-    net = make_densenet(n_classes)
+    net = make_densenet(n_classes, growth_rate=cfg.growth_rate, init_features=cfg.init_features)
     if init is not None:
         net.load_state_dict(init)
     return net.to(device).to(memory_format=torch.channels_last)
@@ -168,7 +187,7 @@ def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str
     if cfg.warm_steps < 1:
         raise ValueError("warm_start needs cfg.warm_steps >= 1")
     x, y, _ = _check_train_inputs(images, labels, None)
-    net = _seeded_net(y.shape[1], seed, None, device)
+    net = _seeded_net(y.shape[1], seed, None, device, cfg)
     _fit(net, x, y, len(x), cfg.warm_steps, cfg.lr, cfg, seed + 15485863, device, progress, desc)
     return {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
@@ -179,7 +198,7 @@ def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(),
     or ``init`` (a ``warm_start`` state dict: the seed's shared starting point); then
     ``cfg.steps`` steps of batches from ``paired_batches``. Returns the network in eval mode."""
     x, y, n_real = _check_train_inputs(images, labels, n_real)
-    net = _seeded_net(y.shape[1], seed, init, device)
+    net = _seeded_net(y.shape[1], seed, init, device, cfg)
     lr = cfg.finetune_lr if init is not None and cfg.finetune_lr > 0 else cfg.lr
     return _fit(net, x, y, n_real, cfg.steps, lr, cfg, seed, device, progress, desc)
 

@@ -5,6 +5,7 @@ each, with its own options (``--help`` on each):
   render ``table1.md``, ``table1.csv`` and figures from the cell JSONs;
 * ``diagnostics``: the method against the phantom's ground truth on a table1 run's IL fit;
 * ``refine-sweep``: fsa-il's refinement @k on one set of fusions, with paired intervals;
+* ``calibrate``: choose the downstream classifier on the val split;
 * ``project``: the paper preset's time on H100s, from a paper-rehearsal run.
 
 Parsing and dispatch only: each subcommand calls one function of its experiment module."""
@@ -15,7 +16,7 @@ import json
 import os
 import sys
 
-from ltbench.utils.cli import fail, parent, run_command, setup_logging
+from ltbench.utils.cli import parent, run_command, setup_logging
 
 PROG = "python -m ltbench.reproduce"
 
@@ -79,6 +80,15 @@ def _refine_sweep(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from ltbench.reproduce.calibrate import SEEDS, run_calibrate, render_md
+    from ltbench.reproduce.presets import PRESETS
+
+    res = run_calibrate(PRESETS[args.preset], args.to, args.work or f"runs/calibrate-{args.preset}", seeds=args.seeds or SEEDS, progress=not args.quiet, command=args.command_line)
+    print(render_md(res))
+    return 0
+
+
 def _project(args) -> int:
     from ltbench.reproduce.projection import ASSUMED_H100, PAPER_SPLITS, main as project
 
@@ -129,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ks", default="0,1,5,15,30", help="refinement steps k to measure, comma-separated, 0 among them (default: 0,1,5,15,30)")
     r.add_argument("--boot", type=int, default=1000, help="paired bootstrap replicates for the intervals, at least 100 (default: 1000)")
     r.set_defaults(func=_refine_sweep)
+
+    c = sub.add_parser("calibrate", parents=[common], help="choose the downstream classifier on the val split (room to help on every tail class)", description="Train every candidate classifier (input size, DenseNet width) as the none row trains, on the train split, and score it on the val split (never the test split): per tail class its AP against chance and the oracle's ceiling; the cheapest with room to help on every tail class is chosen. Writes TO/classifier.{json,md}.")
+    c.add_argument("--preset", default="default", choices=sorted(PRESETS), help="the preset whose data and schedule are used (default: default)")
+    c.add_argument("--seeds", type=int, default=None, help="seeds per candidate (default: 3)")
+    c.add_argument("--to", default="results/calibration", help="where to write (default: results/calibration)")
+    c.add_argument("--work", default=None, help="cache of the data stage (default: runs/calibrate-<preset>)")
+    c.set_defaults(func=_calibrate)
 
     j = sub.add_parser("project", parents=[common], help="the paper preset's time on H100s, from a paper-rehearsal run", description="Project the paper preset's wall time on one and eight H100s from the work and time a paper-rehearsal run measured; writes RUN/projection.{json,md}.")
     j.add_argument("--run", default="results/paper-rehearsal", help="the paper-rehearsal run folder (default: results/paper-rehearsal)")

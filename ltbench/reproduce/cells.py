@@ -31,7 +31,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
 
     p, spec = ctx.preset, parse_row(row)
     if spec["method"] in ("real", "vae"):
-        images, labels, targets = ctx.heldout()
+        images, labels, targets = ctx.heldout(seed)
         t = time.perf_counter()
         if spec["method"] == "vae":
             from ltbench.eval.roundtrip import round_trip
@@ -52,7 +52,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
             if ctx.oracle is None:
                 raise ValueError(f"row {row} needs an oracle")
             oracle = lambda z: ctx.oracle.positive(ctx.prior.decode_uint8(z)).astype(np.float32)  # noqa: E731
-        aug = make_augmenter("fsa-il", classes=ctx.classes, head=ctx.head, tail=ctx.tail, fusion=fusion, prior=ctx.prior, oracle=oracle, fitted=ctx.il_fit())
+        aug = make_augmenter("fsa-il", classes=ctx.classes, head=ctx.head, tail=ctx.tail, fusion=fusion, prior=ctx.prior, oracle=oracle, fitted=ctx.il_fit(seed))
     elif spec["method"] == "t2i":
         aug = make_augmenter("t2i", prior=ctx.prior, steps=p.t2i_steps, guidance=p.t2i_guidance, **base)
     else:
@@ -77,7 +77,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
     targets = np.repeat([ctx.classes.index(c) for c in ctx.tail], p.n_per_class) if n else np.zeros(0, np.int64)
     # one-off fit: the shared IL fit + CAMs for fsa-il (SMOTE's neighbour search runs inside
     # its generation call, so it is in generate_seconds)
-    fit = float(getattr(ctx, "il_fit_seconds", 0.0)) if spec["method"] == "fsa-il" else 0.0
+    fit = float(ctx.il_fit_seconds.get(seed, 0.0)) if spec["method"] == "fsa-il" else 0.0
     cost = {
         "n_generated": n,
         "fit_seconds": round(fit, 3),
@@ -88,13 +88,13 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
         "space": spec["space"],
     }
     if spec["method"] == "fsa-il":
-        loc = cell_localisation(ctx, aug)
+        loc = cell_localisation(ctx, aug, seed)
         if loc is not None:
             cost["localisation"] = loc  # cached with the samples; moved to the results by evaluate_cell
     return images, y_new.astype(np.uint8), targets, cost
 
 
-def cell_localisation(ctx: Context, aug) -> dict | None:
+def cell_localisation(ctx: Context, aug, seed: int) -> dict | None:
     """How well the M^S this fsa-il cell fused with covered the finding, on the phantom's ground
     truth: per tail class, over the distinct tail examples it took (``aug.partners_``), the
     summary of ``ltbench.eval.localisation.localise``. None on data without masks, and for the
@@ -104,12 +104,25 @@ def cell_localisation(ctx: Context, aug) -> dict | None:
 
     if ctx.preset.data_root is not None or aug.fusion.masks != "cam":
         return None
-    _, cams, _ = ctx.il_fit()
+    _, cams, _ = ctx.il_fit(seed)
     out = {}
     for c in ctx.tail:
         k = ctx.classes.index(c)
         rows = np.unique(aug.partners_[aug.partners_[:, 3] == k, 0])  # the distinct tail examples fused for c
         out[c] = {"examples": int(len(rows)), **localise(cams[rows], aug.thresholds_[0], split_masks(ctx.preset.phantom, "train", rows, k))}
+    return out
+
+
+def fit_names(ctx: Context, row: str, seed: int) -> dict:
+    """What a cell's numbers were drawn from, beyond the config: the seed's own draws of the FID
+    reference and of the held-out floor, and for fsa-il rows the seed's generator fit (its
+    stamp) with the re-check of the CAM choice on it."""
+    p = ctx.preset
+    out = {"seed": seed, "fid_reference_seed": p.fid_reference_seed + seed, "heldout_seed": p.heldout_seed + seed}
+    if parse_row(row)["method"] == "fsa-il":
+        check = ctx.cam_check(seed)
+        out["il"] = {"seed": p.il_for(seed).seed, "stamp": stamp(ctx.il_fit_identity(seed))}
+        out["cam_check"] = None if check is None else {k: check[k] for k in ("best", "default", "default_is_best", "images_per_class")}
     return out
 
 
@@ -126,15 +139,15 @@ def samples(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.ndarray, 
     return images, labels, targets, cost
 
 
-def image_metrics(ctx: Context, images: np.ndarray, labels: np.ndarray, targets: np.ndarray) -> dict:
+def image_metrics(ctx: Context, images: np.ndarray, labels: np.ndarray, targets: np.ndarray, seed: int) -> dict:
     """Tail FID/KID/precision/recall per feature space (the samples made FOR each class against
-    the real reference of the class) and label fidelity."""
+    seed ``seed``'s real reference of the class) and label fidelity."""
     from ltbench.eval.fid import INCEPTION_EXTRACTOR, NA_INCEPTION, NA_XRV, ORACLE_EXTRACTOR, XRV_EXTRACTOR, inception_weights, tail_metrics, xrv_weights
     from ltbench.eval.fidelity import label_fidelity
 
     if not len(images):
         return {"tail_metrics": None, "label_fidelity": None}
-    ref = ctx.fid_reference()
+    ref = ctx.fid_reference(seed)
     # every metric sees exactly the samples made FOR each class (union labels add none)
     by_class = {c: images[targets == ctx.classes.index(c)] for c in ctx.tail}
     metrics = {}
@@ -152,7 +165,7 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     """Compute one cell. Returns (the cell: schema, metadata, config, results; its samples
     (images, targets) for the runner's figures)."""
     from ltbench.data.rows import ConcatRows
-    from ltbench.eval.classifier import head_tail_map, train_and_score
+    from ltbench.eval.classifier import generated_share, head_tail_map, train_and_score
 
     p = ctx.preset
     images, labels, targets, cost = samples(ctx, row, seed)
@@ -160,7 +173,8 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     cost = dict(cost)
     results: dict = {"cost": cost, "localisation": cost.pop("localisation", None)}
     t = time.perf_counter()
-    results.update(image_metrics(ctx, images, labels, targets))
+    results.update(image_metrics(ctx, images, labels, targets, seed))
+    results["fit"] = fit_names(ctx, row, seed)
     results["generated_per_class"] = {c: int((targets == ctx.classes.index(c)).sum()) for c in ctx.tail}
     results["metrics_seconds"] = round(time.perf_counter() - t, 2)
     ctx.peaks.mark("metrics")
@@ -174,7 +188,10 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     results["classifier_seconds"] = round(time.perf_counter() - t, 2)
     ctx.peaks.mark("classifier")
     results["train_size"] = {"real": int(len(ctx.x_train)), "generated": int(len(images))}
-    cell = {"schema": SCHEMA, "metadata": metadata(seed), "config": ctx.cell_config(row, seed), "results": results}
+    share = generated_share(len(ctx.x_train), len(images), p.classifier.generated_share)
+    steps, warm = p.classifier.steps, (p.classifier.warm_steps if init is not None else 0)
+    results["generated_share"] = {"of_row_steps": share, "of_all_steps": share * steps / (steps + warm), "generated_slots": round(share * steps * p.classifier.batch_size)}
+    cell = {"schema": SCHEMA, "metadata": {**metadata(seed), "sources": ctx.sources}, "config": ctx.cell_config(row, seed), "results": results}
     return cell, (images, targets)
 
 

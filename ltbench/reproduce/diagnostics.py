@@ -135,7 +135,7 @@ def run_diagnostics(run: str, to: str, progress: bool = True, command: str = "lt
     for v in res["per_class"].values():
         v.pop("_example_rows")
     res["cam_choices"] = compare_cams(ctx, progress)
-    stamp_file = os.path.join(run, "work", "il", "stamp.json")
+    stamp_file = os.path.join(run, "work", "fit-seed0", "stamp.json")  # the diagnostics read seed 0's fit
     il_stamp = json.load(open(stamp_file)) if os.path.exists(stamp_file) else None
     res = {"run": run, "preset": ctx.preset.name, **res, "measured": {"command": command, "git_sha": git_sha(), "il_fit_stamp": il_stamp, "inputs": ctx.inputs}}
     os.makedirs(to, exist_ok=True)

@@ -16,7 +16,11 @@ SOURCE_GROUPS = {
     "ops_sources": ("csrc", "ltbench/ops"),  # the kernels, their references and dispatch
     "method_sources": ("ltbench/method",),  # iterated learning, CAMs, fusion
     "prior_sources": ("ltbench/prior",),  # the diffusion pipeline (its .py files)
-    "streaming_sources": ("ltbench/data", "ltbench/reproduce/table1.py", "ltbench/eval/classifier.py", "ltbench/utils/memory.py"),  # how Table 1 reads and holds data
+    "streaming_sources": ("ltbench/data", "ltbench/reproduce/stages.py", "ltbench/reproduce/cells.py", "ltbench/eval/classifier.py", "ltbench/utils/memory.py"),  # how Table 1 reads and holds data
+    # what a Table 1 cell's numbers are computed by: the method, the metrics and harnesses, the
+    # augmenters and baselines, the prior and data code, the ops, and the experiment's own
+    # stages, cell evaluation, rows and presets (not the reports, which only render cells)
+    "table1_sources": ("csrc", "ltbench/ops", "ltbench/data", "ltbench/prior", "ltbench/method", "ltbench/augment", "ltbench/eval", "baselines", "ltbench/nets.py", "ltbench/config.py", "ltbench/utils", "ltbench/reproduce/stages.py", "ltbench/reproduce/cells.py", "ltbench/reproduce/rows.py", "ltbench/reproduce/presets.py"),
 }
 # which parts each benchmark module's figures depend on
 BENCH_DEPENDS = {

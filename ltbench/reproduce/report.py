@@ -12,6 +12,7 @@ import numpy as np
 from ltbench.data.classes import TAIL_CLASSES
 from ltbench.eval.fid import NA_INCEPTION
 from ltbench.eval.stats import mean_interval, paired_interval
+from ltbench.reproduce import readings
 from ltbench.reproduce.figures import pyplot, save_figure
 from ltbench.reproduce.rows import PAPER_TABLE1
 from ltbench.reproduce.schema import load_cells
@@ -30,6 +31,7 @@ METRICS = (
     ("label_fidelity", "Label fidelity (tail) ↑", lambda r: (r.get("label_fidelity") or {}).get("mean_tail"), 3),
     ("ms_on_finding_lift", "M^S on the finding − random mask ↑", lambda r: _lift(r, "ms_on_finding"), 3),
     ("finding_in_ms_lift", "Finding inside M^S − random mask ↑", lambda r: _lift(r, "finding_in_ms"), 3),
+    ("generated_share", "Generated share of the row's steps", lambda r: (r.get("generated_share") or {}).get("of_row_steps"), 3),
     ("unet_evals", "UNet evals / sample", lambda r: r["cost"].get("unet_evals_per_sample"), 1),
     ("samples_per_s", "Samples / s", lambda r: r["cost"].get("samples_per_s"), 1),
     ("fit_s", "One-off fit (s)", lambda r: r["cost"].get("fit_seconds"), 0),
@@ -117,6 +119,8 @@ def fidelity_validity(cells: list[dict], tail) -> dict:
 
 
 def fmt(v, decimals: int) -> str:
+    """An interval as "mean [lo, hi]", with "†" when it is a difference that survives its
+    family's correction (``ltbench.reproduce.readings``)."""
     if isinstance(v, str):
         return v
     if v is None or v["mean"] is None:
@@ -124,7 +128,7 @@ def fmt(v, decimals: int) -> str:
     s = f"{v['mean']:.{decimals}f}"
     if v["lo"] is not None:
         s += f" [{v['lo']:.{decimals}f}, {v['hi']:.{decimals}f}]"
-    return s
+    return s + ("†" if v.get("survives") else "")
 
 
 def render(out: str, rows, seeds: int | None = None, run_info: dict | None = None) -> dict:
@@ -132,7 +136,18 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
     cells = load_cells(out)
     table = aggregate(cells, rows, seeds)
     validity = fidelity_validity(cells, TAIL_CLASSES)
-    preset = (run_info or {}).get("preset", "?")
+    run_info = run_info or {}
+    runs = readings.by_seed(cells, seeds)
+    comp = readings.comparisons(runs)
+    survive = readings.survivors(comp)
+    for row, e in table.items():
+        for key, _, metric in PAIRED:
+            if e.get(key) is not None:
+                e[key]["survives"] = (row, BASELINE_ROW, metric) in survive
+    per_class = readings.per_class(runs, TAIL_CLASSES)
+    ceiling = (run_info.get("oracle") or {}).get("test_average_precision")
+    room = readings.room_to_help(runs, TAIL_CLASSES, run_info.get("test_prevalence"), ceiling)
+    preset = run_info.get("preset", "?")
     paper = preset == "paper"
     head = ["Row", "Seeds"] + [m[1] for m in METRICS] + [p[1] for p in PAIRED]
     if paper:
@@ -158,7 +173,8 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         "'Oracle' is the domain feature space (the phantom oracle's penultimate layer); "
         f"XRV (torchxrayvision DenseNet121 features, RoentGen's choice) and Inception are reported only when their weights files are on disk ('{NA_INCEPTION}' otherwise).",
         "- Head/Tail mAP: DenseNet121 trained on train + generated images, one recipe and step budget for every row (from the seed's shared warm start where the preset has one, `classifier.warm_steps` > 0, else from scratch); sklearn average precision on the test split. "
-        "Within a seed every row starts from the same weights and sees the real images in the same order; Δ is the paired difference from `none` with its 95% paired t-interval.",
+        "Within a seed every row starts from the same weights and sees the real images in the same order; Δ is the paired difference from `none` with its 95% paired t-interval; † marks a difference that survives Holm's correction over its family (below). "
+        "'Generated share of the row's steps' is the share of the batch slots of the row's own steps that are generated images.",
         "- Label fidelity: fraction of the samples made for tail class c that the oracle calls positive for c (per-class threshold at a fixed false-positive rate on clean real images), averaged over tail classes.",
         "- Localisation (fsa-il rows on the phantom): over the tail examples a cell fused, how much more of M^S lies on the finding's ground-truth mask, and how much more of the finding lies inside M^S, than for a random mask of M^S's area; averaged over tail classes (0 = chance).",
         "- Cost: UNet evaluations per generated sample (classifier-free guidance counts two) and generated samples per second, including the VAE decode; the one-off fit (iterated learning + CAMs, shared by the fsa-il rows) and the time to the preset's samples per class (fit + generation).",
@@ -167,9 +183,11 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         void = [c for c, v in validity.items() if not v["valid"]]
         per = "; ".join(f"{c} {v['real']:.2f} -> {v['vae']:.2f}" for c, v in validity.items())
         notes.append(f"- Judge validity (label fidelity, real -> vae round trip): {per}. " + (f"Void for latent rows on: {', '.join(void)} (the autoencoder loses the finding for the judge)." if void else "The judge sees every tail finding through the autoencoder (vae >= 0.8 x real)."))
-    orc = (run_info or {}).get("oracle") or {}
+    orc = run_info.get("oracle") or {}
     if "head_map" in orc:
         notes.append(f"- The oracle (trained on {orc['trained']['config']['n_images']:,} other phantom images) on the same test split: head mAP {orc['head_map']:.3f}, tail mAP {orc['tail_map']:.3f} (`run.json`): the ceiling the benchmark's DenseNet121 is measured against.")
+    notes += ["", "## Readings", "", "Each seed draws its own generator fit (iterated learning and CAMs, SMOTE's and t2i's draws), its own held-out floor and FID reference set, and its own classifier start: the intervals and tests cover what a user meets when refitting.", ""]
+    notes += readings.render_room(room) + readings.render_comparisons(comp) + readings.render_per_class(per_class, TAIL_CLASSES)
     atomic_write_text(os.path.join(out, "table1.md"), "\n".join(notes) + "\n")
     atomic_write_text(os.path.join(out, "table1-compact.md"), compact_table(table) + "\n")
 
@@ -184,7 +202,7 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
             vals += [v, "", ""] if isinstance(v, str) else ["", "", ""] if v is None else [v["mean"], v["lo"], v["hi"]]
         w.writerow([row, e["n_seeds"]] + ["" if x is None else x for x in vals])
     atomic_write_text(os.path.join(out, "table1.csv"), buf.getvalue())
-    atomic_write_text(os.path.join(out, "table1.json"), json.dumps({"rows": table, "label_fidelity_validity": validity}, indent=2) + "\n")
+    atomic_write_text(os.path.join(out, "table1.json"), json.dumps({"rows": table, "label_fidelity_validity": validity, "room_to_help": room, "comparisons": comp, "per_class": per_class}, indent=2) + "\n")
     if table:
         plot_table(table, os.path.join(out, "figures", "table1.png"), title=f"Table 1 — preset {preset}")
     return table

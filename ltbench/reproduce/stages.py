@@ -1,8 +1,8 @@
 """The stages Table 1's cells share, computed once per run folder and cached under
-``OUT/work``: the data (train/val/test images as row files), the train latents, the FID
-reference images, the held-out real images of the ``real``/``vae`` rows, the classifier's warm
-start per seed, the iterated-learning fit with its CAMs, and the oracle's score of the test
-split. Every cached file carries a stamp of what it was computed from (config, input weights,
+``OUT/work``: the data (train/val/test images as row files) and the train latents; per seed the
+FID reference images, the held-out real images of the ``real``/``vae`` rows, the classifier's
+warm start and the iterated-learning fit with its CAMs (and a re-check of the CAM choice on
+it); and the oracle's score of the test split. Every cached file carries a stamp of what it was computed from (config, input weights,
 renderer); a stamp that differs recomputes the stage.
 
 Processes sharing ``OUT`` (torchrun ranks, ``--shard`` copies, two runs started at once) take a
@@ -73,6 +73,7 @@ class Context:
     [N, K]. Stages are computed on first use and cached in ``out/work``."""
 
     CHUNK = 512  # images rendered or read per write
+    CAM_CHECK_IMAGES = 64  # train images per tail class on which every fit re-checks the CAM choice
 
     def __init__(self, preset: Table1Preset, out: str, progress: bool):
         from ltbench.utils.memory import StagePeaks
@@ -82,8 +83,13 @@ class Context:
         self.classes, self.head, self.tail = list(PAPER_CLASSES), list(HEAD_CLASSES), list(TAIL_CLASSES)
         self.timings: dict = {}
         self.peaks = StagePeaks()  # peak RSS per stage, for run.json
-        self._prior = self._oracle = self._il = self._latents = None
+        self._prior = self._oracle = self._latents = None
+        self._il: dict = {}  # seed -> (model, cams, scores)
+        self.il_fit_seconds: dict = {}  # seed -> the fit's one-off seconds
         self.inputs = input_identity(preset)
+        from ltbench.reproduce.provenance import identity
+
+        self.sources = identity(["table1_sources"])  # the code a cell's numbers come from (its freshness)
 
     @classmethod
     def from_run(cls, run: str, progress: bool = True) -> "Context":
@@ -242,46 +248,54 @@ class Context:
         self.peaks.mark("encode")
         return z
 
-    # ---- references and floors ----------------------------------------------------------
-    def fid_reference(self) -> dict:
-        """Real images per tail class, at most ``fid_real_per_class`` each: on the in-memory
-        phantom, freshly rendered images containing the class from a seed the benchmark never
-        uses; on files, the test split's images of the class. {class: uint8 [n_c, H, W]}."""
+    # ---- references and floors (one draw per seed) ----------------------------------------
+    def fid_reference(self, seed: int = 0) -> dict:
+        """Real images per tail class, at most ``fid_real_per_class`` each, drawn afresh for
+        every seed (the reference set is a source of variance a user meets): on the in-memory
+        phantom, freshly rendered images containing the class from seed
+        ``fid_reference_seed + seed``, which the benchmark's splits never hold; on files, a
+        seeded draw from the test split's images of the class. {class: uint8 [n_c, H, W]}."""
         from ltbench.data.phantom import fresh_class_sample, generate
 
         p = self.preset
-        path = os.path.join(self.work, "fid_reference.npz")
-        with self._stage("fid_reference"):
-            want = stamp({**self.data_key(), "m": p.fid_real_per_class, "seed": p.fid_reference_seed})
+        path = os.path.join(self.work, f"fid_reference-seed{seed}.npz")
+        with self._stage(f"fid_reference-seed{seed}"):
+            want = stamp({**self.data_key(), "m": p.fid_real_per_class, "seed": p.fid_reference_seed + seed})
             if not cached(path, want):
                 if p.data_root is not None:
-                    ref = {c: self.x_test[np.flatnonzero(self.y_test[:, self.classes.index(c)] == 1)[: p.fid_real_per_class]] for c in self.tail}
+                    rng = np.random.default_rng([p.fid_reference_seed, seed])
+                    ref = {}
+                    for c in self.tail:
+                        pos = np.flatnonzero(self.y_test[:, self.classes.index(c)] == 1)
+                        ref[c] = self.x_test[np.sort(rng.permutation(pos)[: p.fid_real_per_class])]
                 else:
-                    cfg, idx = fresh_class_sample(p.phantom, self.tail, p.fid_real_per_class, p.fid_reference_seed)
+                    cfg, idx = fresh_class_sample(p.phantom, self.tail, p.fid_real_per_class, p.fid_reference_seed + seed)
                     ref = {c: generate(cfg, indices=idx[c]).images for c in self.tail}
                 with atomic_path(path) as tmp:
                     np.savez(tmp, stamp=want, **{_safe(c): v for c, v in ref.items()})
             d = np.load(path)
         return {c: d[_safe(c)] for c in self.tail}
 
-    def heldout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The ``real`` row: ``n_per_class`` held-out real images per tail class, in ``tail``
-        order, never in train, test or the FID reference. Returns (uint8 [M, H, W], labels
-        uint8 [M, K], targets int[M]: the tail class index each image stands for). On the
-        in-memory phantom, freshly rendered from ``heldout_seed``; on files, the val split
-        (a class with fewer val images gets all it has: the count is in the cell)."""
+    def heldout(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``real`` row of seed ``seed``: ``n_per_class`` held-out real images per tail class,
+        in ``tail`` order, never in train, test or the FID reference, drawn afresh for every
+        seed. Returns (uint8 [M, H, W], labels uint8 [M, K], targets int[M]: the tail class index
+        each image stands for). On the in-memory phantom, freshly rendered from
+        ``heldout_seed + seed``; on files, a seeded draw from the val split (a class with fewer
+        val images gets all it has: the count is in the cell)."""
         from ltbench.data.phantom import fresh_class_sample, generate
 
         p = self.preset
-        path = os.path.join(self.work, "heldout.npz")
-        with self._stage("heldout"):
-            want = stamp({**self.data_key(), "n": p.n_per_class, "seed": p.heldout_seed})
+        path = os.path.join(self.work, f"heldout-seed{seed}.npz")
+        with self._stage(f"heldout-seed{seed}"):
+            want = stamp({**self.data_key(), "n": p.n_per_class, "seed": p.heldout_seed + seed})
             if not cached(path, want):
                 if p.data_root is not None:
-                    idx = [np.flatnonzero(self.y_val[:, self.classes.index(c)] == 1)[: p.n_per_class] for c in self.tail]
+                    rng = np.random.default_rng([p.heldout_seed, seed])
+                    idx = [np.sort(rng.permutation(np.flatnonzero(self.y_val[:, self.classes.index(c)] == 1))[: p.n_per_class]) for c in self.tail]
                     images, labels = self.x_val[np.concatenate(idx)], self.y_val[np.concatenate(idx)]
                 else:
-                    cfg, by_class = fresh_class_sample(p.phantom, self.tail, p.n_per_class, p.heldout_seed, distinct=True)
+                    cfg, by_class = fresh_class_sample(p.phantom, self.tail, p.n_per_class, p.heldout_seed + seed, distinct=True)
                     idx = [by_class[c] for c in self.tail]
                     d = generate(cfg, indices=np.concatenate(idx))
                     images, labels = d.images, d.labels
@@ -301,7 +315,7 @@ class Context:
             return None
         path = os.path.join(self.work, "classifier", f"warm-seed{seed}.pt")
         with self._stage(f"warm-seed{seed}"):
-            warm = {k: v for k, v in dataclasses.asdict(self.preset.classifier).items() if k not in ("steps", "finetune_lr", "eval_batch_size")}
+            warm = {k: v for k, v in dataclasses.asdict(self.preset.classifier).items() if k not in ("steps", "finetune_lr", "eval_batch_size", "generated_share")}
             want = stamp({**self.data_key(), "classifier": warm, "seed": seed})
             if not cached(path, want, torch_file=True):
                 t = time.perf_counter()
@@ -312,41 +326,91 @@ class Context:
                 self.peaks.mark("classifier_warm")
             return torch.load(path, weights_only=True)["state"]
 
-    # ---- the fsa-il fit -------------------------------------------------------------------
-    def il_fit(self):
-        """One fsa-il fit (iterated learning + CAMs with the preset's CAM choice) on the train
-        latents, shared by the fsa-il rows; cached in ``work/il`` and ``work/cams`` (IL resumes
-        per generation). Returns (model, cams, scores)."""
-        if self._il is None:
+    # ---- the fsa-il fit (one per seed) -------------------------------------------------------
+    def il_fit(self, seed: int = 0):
+        """The fsa-il fit of seed ``seed`` (iterated learning with ``preset.il_for(seed)``, then
+        the CAMs of the preset's CAM choice) on the train latents, shared by that seed's fsa-il
+        rows; cached in ``work/fit-seed<seed>/`` (IL resumes per generation). Every seed fits its
+        own generator: refitting is a source of variance a user meets. Returns (model, cams,
+        scores)."""
+        if seed not in self._il:
             self.latents()
-            with self._stage("il"):
-                self._il = self._fit_il()
-        return self._il
+            with self._stage(f"il-seed{seed}"):
+                self._il[seed] = self._fit_il(seed)
+        return self._il[seed]
 
-    def _fit_il(self):
+    def il_fit_identity(self, seed: int) -> dict:
+        """What names the fit of seed ``seed``: its IL config, the latents and the CAM choice."""
+        f = self.preset.fusion
+        return {"il": dataclasses.asdict(self.preset.il_for(seed)), "latents": self.latent_stamp, "cam": [f.cam, f.cam_layers]}
+
+    def _fit_il(self, seed: int):
         from ltbench.augment import make_augmenter
 
         t = time.perf_counter()
         z = self.latents()
-        il_dir = os.path.join(self.work, "il")
-        stamp_file = os.path.join(il_dir, "stamp.json")
-        want = stamp({"il": dataclasses.asdict(self.preset.il), "latents": self.latent_stamp})
+        work = os.path.join(self.work, f"fit-seed{seed}")
+        stamp_file = os.path.join(work, "stamp.json")
+        want = stamp(self.il_fit_identity(seed))
         if os.path.exists(stamp_file):
             with open(stamp_file) as f:
                 if json.load(f) != want:
-                    shutil.rmtree(il_dir)  # fitted on other latents or settings
-        os.makedirs(il_dir, exist_ok=True)
+                    shutil.rmtree(work)  # fitted on other latents or settings
+        os.makedirs(work, exist_ok=True)
         atomic_write_json(stamp_file, want)
-        seconds_file = os.path.join(il_dir, "fit_seconds.json")
+        seconds_file = os.path.join(work, "fit_seconds.json")
         fresh = not os.path.exists(seconds_file)
-        fsa = make_augmenter("fsa-il", classes=self.classes, head=self.head, tail=self.tail, il=self.preset.il, fusion=self.preset.fusion, work_dir=self.work, progress=self.progress).fit(z, self.y_train)
-        self.timings["il_fit_s"] = round(time.perf_counter() - t, 2)
+        fsa = make_augmenter("fsa-il", classes=self.classes, head=self.head, tail=self.tail, il=self.preset.il_for(seed), fusion=self.preset.fusion, work_dir=work, progress=self.progress).fit(z, self.y_train)
+        self._timed("il_fit_s", t)
         self.peaks.mark("il_fit")
-        if fresh:  # the one-off cost of the fsa-il rows, kept when the fit is reused
-            atomic_write_json(seconds_file, {"il_and_cams_seconds": self.timings["il_fit_s"]})
+        if fresh:  # the one-off cost of the seed's fsa-il rows, kept when the fit is reused
+            atomic_write_json(seconds_file, {"il_and_cams_seconds": round(time.perf_counter() - t, 2), "stamp": want})
         with open(seconds_file) as f:
-            self.il_fit_seconds = json.load(f)["il_and_cams_seconds"]
+            self.il_fit_seconds[seed] = json.load(f)["il_and_cams_seconds"]
         return fsa.model_, fsa.cams_, fsa.scores_
+
+    def cam_check(self, seed: int) -> dict | None:
+        """Does the preset's CAM choice still localise best on the fit of seed ``seed``? Every CAM
+        choice on that fit, scored as the diagnostics score them (the mean over tail classes of
+        M^S's two lifts over a random mask of its area) on up to ``CAM_CHECK_IMAGES`` train
+        images per tail class; cached in ``work/fit-seed<seed>/cam_check.json``. None on data
+        without ground-truth masks."""
+        from ltbench.data.phantom import split_masks
+        from ltbench.eval.localisation import localise
+        from ltbench.method.cam import CAM_LAYERS, CAM_METHODS, batch_cams
+
+        if self.preset.data_root is not None:
+            return None
+        model, _, _ = self.il_fit(seed)
+        path = os.path.join(self.work, f"fit-seed{seed}", "cam_check.json")
+        with self._stage(f"cam-check-seed{seed}"):
+            want = stamp({**self.il_fit_identity(seed), "n": self.CAM_CHECK_IMAGES, "tau_h": self.preset.fusion.tau_h})
+            if os.path.exists(path):
+                with open(path) as f:
+                    got = json.load(f)
+                if got.get("stamp") == want:
+                    return got
+            t = time.perf_counter()
+            z, y, prev = self.latents(), self.y_train, (self.y_train > 0).mean(0)
+            rng = np.random.default_rng([self.preset.il.seed, seed, 17])
+            picks = {c: np.sort(rng.permutation(np.flatnonzero(y[:, self.classes.index(c)] == 1))[: self.CAM_CHECK_IMAGES]) for c in self.tail}
+            masks = {c: split_masks(self.preset.phantom, "train", picks[c], self.classes.index(c)) for c in self.tail}
+            choices = []
+            for method in CAM_METHODS:
+                for layers in CAM_LAYERS:
+                    lifts = []
+                    for c in self.tail:
+                        r = picks[c]
+                        cams = batch_cams(model, z[torch.from_numpy(r)], y[r], prev, method, layers)[0]
+                        loc = localise(cams, self.preset.fusion.tau_h, masks[c])
+                        lifts.append((loc["finding_in_ms_minus_random"]["mean"] + loc["ms_on_finding_minus_random"]["mean"]) / 2)
+                    choices.append({"cam": method, "layers": layers, "score": float(np.mean(lifts))})
+            best = max(choices, key=lambda e: e["score"])
+            f = self.preset.fusion
+            out = {"stamp": want, "images_per_class": self.CAM_CHECK_IMAGES, "choices": choices, "best": [best["cam"], best["layers"]], "default": [f.cam, f.cam_layers], "default_is_best": [best["cam"], best["layers"]] == [f.cam, f.cam_layers]}
+            atomic_write_json(path, out)
+            self._timed("cam_check_s", t)
+        return out
 
     # ---- the oracle on the test split --------------------------------------------------------
     def oracle_test_scores(self) -> dict | None:

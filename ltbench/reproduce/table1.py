@@ -94,7 +94,7 @@ def _claim_and_run(ctx: Context, todo: list, bar) -> tuple[list, list]:
                     ctx.timings[stage] = round(ctx.timings.get(stage, 0.0) + v, 2)  # summed over this invocation's cells
                 atomic_write_json(path, cell)
                 if s == 0 and len(images):
-                    sample_grid(ctx.fid_reference(), images, targets, ctx.classes, ctx.tail, os.path.join(ctx.out, "figures", f"samples-{r}.png"), title=f"{r}: real (left) vs generated (right)")
+                    sample_grid(ctx.fid_reference(s), images, targets, ctx.classes, ctx.tail, os.path.join(ctx.out, "figures", f"samples-{r}.png"), title=f"{r}: real (left) vs generated (right)")
                 log.info("cell %s done in %.0fs", key, time.perf_counter() - t)
                 ran.append(key)
             finally:
@@ -170,8 +170,9 @@ def _update_run_json(out: str, preset: Table1Preset, ctx: Context, seconds: floa
     info = {"preset": preset.name, "config": dataclasses.asdict(preset), "invocations": history}
     if hasattr(ctx, "x_train"):
         info["split_sizes"] = {"train": len(ctx.x_train), "val": len(ctx.x_val), "test": len(ctx.x_test), "image_px": int(ctx.x_train.shape[-1])}
-    elif "split_sizes" in prev:
-        info["split_sizes"] = prev["split_sizes"]
+        info["test_prevalence"] = {c: float(ctx.y_test[:, k].mean()) for k, c in enumerate(ctx.classes)}  # chance AP of each class
+    else:
+        info.update({k: prev[k] for k in ("split_sizes", "test_prevalence") if k in prev})
     if preset.oracle:
         from ltbench.eval.oracle import oracle_json
 

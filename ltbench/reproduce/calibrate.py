@@ -1,0 +1,158 @@
+"""``python -m ltbench.reproduce calibrate``: choose the downstream classifier ON THE VAL SPLIT.
+
+The mAP half of Table 1 can only answer "does a generator help the tail?" where the classifier
+trained on real data alone sees every tail finding a little but not fully: its average
+precision must lie above the class's prevalence (chance) and below the oracle's (the ceiling)
+for every tail class ("room to help"). Each candidate classifier (input size, DenseNet width,
+schedule; the same DenseNet121 topology) is trained as Table 1's ``none`` row trains (the
+seed's warm start on the real train images, then the row's own steps) for ``seeds`` seeds and
+scored on the val split, never the test split. The chosen one is the cheapest candidate with
+room to help on every tail class (forward FLOPs per image; intervals over seeds; ties broken by
+val tail mAP); when none
+has it everywhere, the one with the most classes with room, then the best val tail mAP, and
+the result says so.
+
+Writes ``TO/classifier.json`` (every candidate's per-class val AP with its interval, chance,
+ceiling, seconds, the choice and why) and ``TO/classifier.md``. The ``default`` preset's
+classifier is the committed choice (a test checks it)."""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from ltbench.eval.classifier import ClassifierConfig
+from ltbench.reproduce.stages import Context
+
+# what is varied, each against the default preset's schedule (warm start, row steps, rates);
+# a candidate changes the input size and the width, never the topology
+CANDIDATES = (
+    {"input_size": 32, "growth_rate": 32, "init_features": 64},  # the previous default
+    {"input_size": 64, "growth_rate": 32, "init_features": 64},  # DenseNet121 itself at the phantom's native size
+    {"input_size": 64, "growth_rate": 16, "init_features": 32},
+    {"input_size": 64, "growth_rate": 12, "init_features": 24},
+)
+SEEDS = 3
+
+
+def candidate_config(base: ClassifierConfig, change: dict) -> ClassifierConfig:
+    return dataclasses.replace(base, **change)
+
+
+def score_candidate(ctx: Context, cfg: ClassifierConfig, seeds: int, progress: bool = False) -> dict:
+    """Train ``cfg`` as the ``none`` row trains, for ``seeds`` seeds, and score the val split:
+    {"ap": {class: [per-seed AP]}, "seconds": [per seed]}."""
+    from ltbench.eval.classifier import score_classifier, train_classifier, warm_start
+
+    aps, seconds = {c: [] for c in ctx.classes}, []
+    for s in range(seeds):
+        t = time.perf_counter()
+        init = warm_start(ctx.x_train, ctx.y_train, cfg, seed=s, device=ctx.classifier_device, progress=progress, desc=f"warm s{s}") if cfg.warm_steps else None
+        net = train_classifier(ctx.x_train, ctx.y_train, cfg, seed=s, device=ctx.classifier_device, n_real=len(ctx.x_train), init=init, progress=progress, desc=f"none s{s}")
+        ap = score_classifier(net, ctx.x_val, ctx.y_val, ctx.classes, cfg)
+        seconds.append(round(time.perf_counter() - t, 1))
+        for c in ctx.classes:
+            aps[c].append(ap[c])
+    return {"ap": aps, "seconds": seconds}
+
+
+def forward_mflops(cfg: ClassifierConfig, n_classes: int) -> float:
+    """Forward MFLOPs of one image through the candidate (torch's FLOP counter): its cost,
+    independent of how busy the machine is."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ltbench.eval.classifier import make_densenet
+
+    net = make_densenet(n_classes, growth_rate=cfg.growth_rate, init_features=cfg.init_features).eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        net(torch.zeros(1, 1, cfg.input_size, cfg.input_size))
+    return round(fc.get_total_flops() / 1e6, 1)
+
+
+def assess(ctx: Context, scored: dict, chance: dict, ceiling: dict) -> dict:
+    """Per tail class: the val AP over seeds with its interval, and whether it has room."""
+    from ltbench.eval.stats import mean_interval
+
+    out = {}
+    for c in ctx.tail:
+        iv = mean_interval(scored["ap"][c])
+        lo = iv["lo"] if iv["lo"] is not None else iv["mean"]
+        hi = iv["hi"] if iv["hi"] is not None else iv["mean"]
+        out[c] = {"ap": iv, "chance": chance[c], "ceiling": ceiling[c], "room": bool(lo > chance[c] and hi < ceiling[c])}
+    return out
+
+
+def choose(results: list) -> tuple[int, str]:
+    """The index of the chosen candidate and why (see the module's docstring)."""
+    full = [i for i, r in enumerate(results) if all(v["room"] for v in r["per_class"].values())]
+    if full:
+        best = min(full, key=lambda i: (results[i]["forward_mflops"], -results[i]["val_tail_map"]))
+        return best, "the cheapest candidate (forward FLOPs per image) with room to help on every tail class"
+    best = max(range(len(results)), key=lambda i: (sum(v["room"] for v in results[i]["per_class"].values()), results[i]["val_tail_map"]))
+    return best, "no candidate has room to help on every tail class: the one with room on the most, then the best val tail mAP"
+
+
+def run_calibrate(preset, to: str, work: str, seeds: int = SEEDS, candidates=CANDIDATES, progress: bool = True, command: str = "ltbench.reproduce.calibrate.run_calibrate") -> dict:
+    """Calibrate ``preset``'s classifier on its val split (stages cached in ``work``)."""
+    from tqdm.auto import tqdm
+
+    from ltbench.eval.classifier import average_precisions
+    from ltbench.utils.io import atomic_write_json, atomic_write_text
+    from ltbench.utils.provenance import git_sha
+
+    if seeds < 2:
+        raise ValueError(f"calibration needs at least 2 seeds for an interval, got {seeds}")
+    ctx = Context(preset, work, progress)
+    ctx.load_data()
+    chance = {c: float(ctx.y_val[:, ctx.classes.index(c)].mean()) for c in ctx.tail}
+    missing = [c for c in ctx.tail if ctx.y_val[:, ctx.classes.index(c)].sum() == 0]
+    if missing:
+        raise ValueError(f"the val split has no positive of {missing}: a larger val split is needed to calibrate")
+    if ctx.oracle is not None:
+        probs = np.concatenate([ctx.oracle.probs(ctx.x_val[i : i + 1024]) for i in range(0, len(ctx.x_val), 1024)])
+        ceiling = average_precisions(ctx.y_val, probs, ctx.classes)
+    else:
+        ceiling = {c: 1.0 for c in ctx.classes}
+    results = []
+    for change in tqdm(candidates, desc="classifier candidates", disable=not progress):
+        cfg = candidate_config(preset.classifier, change)
+        scored = score_candidate(ctx, cfg, seeds, progress=False)
+        per = assess(ctx, scored, chance, ceiling)
+        results.append({"change": dict(change), "config": dataclasses.asdict(cfg), "forward_mflops": forward_mflops(cfg, len(ctx.classes)), "per_class": per, "ap": scored["ap"], "seconds": scored["seconds"], "val_tail_map": float(np.mean([v["ap"]["mean"] for v in per.values()]))})
+    i, why = choose(results)
+    res = {"preset": preset.name, "split": "val", "val_images": int(len(ctx.x_val)), "seeds": seeds, "candidates": results, "chosen": i, "why": why, "chosen_config": results[i]["config"],
+           "measured": {"command": command, "git_sha": git_sha(), "inputs": ctx.inputs, "data": ctx.data_key()}}
+    os.makedirs(to, exist_ok=True)
+    atomic_write_json(os.path.join(to, "classifier.json"), res)
+    atomic_write_text(os.path.join(to, "classifier.md"), render_md(res))
+    return res
+
+
+def render_md(res: dict) -> str:
+    tail = list(res["candidates"][0]["per_class"])
+    lines = [
+        "# The downstream classifier, chosen on the val split",
+        "",
+        f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]} (preset `{res['preset']}`): each candidate trained as the `none` row trains, {res['seeds']} seeds, scored on the {res['val_images']:,}-image val split. "
+        "Per tail class: val AP (mean [95% CI] over seeds); chance = the class's val prevalence, ceiling = the oracle's val AP; **room** = the interval lies between them.",
+        "",
+        "| candidate | MFLOPs / image | seconds / seed | val tail mAP | " + " | ".join(tail) + " |",
+        "|---|---|---|---|" + "---|" * len(tail),
+    ]
+    for k, r in enumerate(res["candidates"]):
+        name = ", ".join(f"{a}={b}" for a, b in r["change"].items()) + (" **(chosen)**" if k == res["chosen"] else "")
+        cells = []
+        for c in tail:
+            v = r["per_class"][c]
+            iv = v["ap"]
+            s = f"{iv['mean']:.3f}" + ("" if iv["lo"] is None else f" [{iv['lo']:.3f}, {iv['hi']:.3f}]")
+            cells.append(s + (" room" if v["room"] else " –"))
+        lines.append(f"| {name} | {r['forward_mflops']:.0f} | {np.mean(r['seconds']):.0f} | {r['val_tail_map']:.3f} | " + " | ".join(cells) + " |")
+    first = res["candidates"][0]["per_class"]
+    lines += ["", "Chance / ceiling per class: " + "; ".join(f"{c} {first[c]['chance']:.4f} / {first[c]['ceiling']:.3f}" for c in tail) + ".", "", f"Chosen: {res['why']}.", ""]
+    return "\n".join(lines)
+
+
+__all__ = ["CANDIDATES", "choose", "run_calibrate"]
