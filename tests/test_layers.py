@@ -135,7 +135,7 @@ def test_no_baseline_imports_another():
 # experiment or the stages; the runner is imported only by the command line
 R = "ltbench.reproduce."
 READERS = ("rows", "presets", "schema", "figures", "report", "readings", "diagnostics_report", "benchtable", "provenance")
-EXPERIMENTS = ("stages", "cells", "table1", "diagnostics", "refine_sweep", "calibrate", "projection", "rehearsal", "__main__")
+EXPERIMENTS = ("stages", "cells", "table1", "diagnostics", "refine_sweep", "calibrate", "reproducibility", "projection", "rehearsal", "__main__")
 
 
 @pytest.mark.parametrize("reader", READERS)

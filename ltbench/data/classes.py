@@ -63,3 +63,23 @@ CXR_LT_2023_26 = tuple(
         + ("Emphysema", "Fibrosis", "Hernia", "Infiltration", "Mass", "Nodule", "Pleural Thickening")
     )
 )
+
+# CXR-LT 2024 (PhysioNet cxr-lt-iccv-workshop-cvamd v2.0.0, folder ``cxr-lt-2024``): 45 labels
+# over MIMIC-CXR-JPG; task 1 scores 40 of them on a large test set with report-derived (noisy)
+# labels, task 2 26 of those on a 406-image gold-standard subset annotated by radiologists, and
+# task 3 five more zero-shot. "Normal" replaces CheXpert's "No Finding". In the release's order.
+CXR_LT_2024_40 = (
+    "Adenopathy", "Atelectasis", "Azygos Lobe", "Calcification of the Aorta", "Cardiomegaly", "Clavicle Fracture",
+    "Consolidation", "Edema", "Emphysema", "Enlarged Cardiomediastinum", "Fibrosis", "Fissure", "Fracture", "Granuloma",
+    "Hernia", "Hydropneumothorax", "Infarction", "Infiltration", "Kyphosis", "Lobar Atelectasis", "Lung Lesion",
+    "Lung Opacity", "Mass", "Nodule", "Normal", "Pleural Effusion", "Pleural Other", "Pleural Thickening",
+    "Pneumomediastinum", "Pneumonia", "Pneumoperitoneum", "Pneumothorax", "Pulmonary Embolism", "Pulmonary Hypertension",
+    "Rib Fracture", "Round(ed) Atelectasis", "Subcutaneous Emphysema", "Support Devices", "Tortuous Aorta", "Tuberculosis",
+)
+CXR_LT_2024_GOLD_26 = (
+    "Atelectasis", "Calcification of the Aorta", "Cardiomegaly", "Consolidation", "Edema", "Emphysema",
+    "Enlarged Cardiomediastinum", "Fibrosis", "Fracture", "Hernia", "Infiltration", "Lung Lesion", "Lung Opacity", "Mass",
+    "Normal", "Nodule", "Pleural Effusion", "Pleural Other", "Pleural Thickening", "Pneumomediastinum", "Pneumonia",
+    "Pneumoperitoneum", "Pneumothorax", "Subcutaneous Emphysema", "Support Devices", "Tortuous Aorta",
+)
+

@@ -44,8 +44,9 @@ class ClassifierConfig:
     def __post_init__(self):
         if self.arch not in ("densenet121",):
             raise ValueError(f"classifier arch must be 'densenet121', got {self.arch!r}")
-        if self.steps < 1 or self.warm_steps < 0 or self.batch_size < 2 or self.input_size < 16:
-            raise ValueError("steps >= 1, warm_steps >= 0, batch_size >= 2 and input_size >= 16 are required")
+        if self.steps < 1 or self.warm_steps < 0 or self.batch_size < 2 or self.input_size < 32:
+            # 32 px: DenseNet's stem and three transitions halve the grid five times
+            raise ValueError(f"steps >= 1, warm_steps >= 0, batch_size >= 2 and input_size >= 32 are required, got {self.steps}, {self.warm_steps}, {self.batch_size}, {self.input_size}")
         if not (self.lr > 0 and self.finetune_lr >= 0):
             raise ValueError(f"lr must be > 0 and finetune_lr >= 0, got {self.lr} and {self.finetune_lr}")
         if self.growth_rate < 1 or self.init_features < 1:

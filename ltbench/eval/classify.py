@@ -22,14 +22,14 @@ INPUTS_JSON = "inputs.json"
 
 
 def _fingerprint(dataset: str, data: str, augmented: str | None, image_size: int) -> dict:
-    from ltbench.data.presets import DATASETS
+    from ltbench.data.presets import DATASETS, split_csv
     from ltbench.utils.io import sha256_file
 
     preset = DATASETS[dataset]
     labels = {}
-    if preset.csv is not None:
+    if preset.csv is not None or preset.split_files:
         for split in ("train", "test"):
-            f = os.path.join(data, preset.csv.format(split=split))
+            f = split_csv(preset, data, split)
             labels[split] = sha256_file(f)[:16] if os.path.isfile(f) else None
     aug = os.path.join(augmented, "labels.csv") if augmented else None
     return {"dataset": dataset, "data": os.path.abspath(data), "labels_sha256": labels, "augmented": os.path.abspath(augmented) if augmented else None, "augmented_labels_sha256": sha256_file(aug)[:16] if aug and os.path.isfile(aug) else None, "image_size": image_size}

@@ -184,14 +184,14 @@ def encode_folder(dataset: str, data: str, prior: str, out: str, cfg: EncodeConf
     import json
 
     from ltbench.data.csv_dataset import ImageConfig
-    from ltbench.data.presets import DATASETS, open_dataset
+    from ltbench.data.presets import DATASETS, open_dataset, split_csv
     from ltbench.prior.vae import vae_folder
 
     with open(os.path.join(vae_folder(prior), "config.json")) as f:
         vae_cfg = json.load(f)
     image = ImageConfig(size=size or int(vae_cfg.get("sample_size") or 512), channels=int(vae_cfg.get("in_channels", 3)), on_error=on_error, uncertain=uncertain)
     ds = open_dataset(dataset, data, split=split, csv=csv, image=image, classes=classes)
-    csv = csv or os.path.join(data, DATASETS[dataset].csv.format(split=split or "train"))
+    csv = csv or split_csv(DATASETS[dataset], data, split or "train")
     summary = {"encode": dataclasses.asdict(cfg), "image": dataclasses.asdict(image), "dataset": dataset, "rows": len(ds)}
     print(json.dumps(summary, indent=2))
     encode_dataset(ds, csv, prior, out, cfg, overwrite=overwrite, progress=progress)

@@ -6,6 +6,7 @@ each, with its own options (``--help`` on each):
 * ``diagnostics``: the method against the phantom's ground truth on a table1 run's IL fit;
 * ``refine-sweep``: fsa-il's refinement @k on one set of fusions, with paired intervals;
 * ``calibrate``: choose the downstream classifier on the val split;
+* ``reproducibility``: how far committed cells reproduce (instruction set, thread count);
 * ``project``: the paper preset's time on H100s, from a paper-rehearsal run.
 
 Parsing and dispatch only: each subcommand calls one function of its experiment module."""
@@ -89,6 +90,16 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _reproducibility(args) -> int:
+    from ltbench.reproduce.reproducibility import render_md, run_reproducibility
+
+    rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+    if not rows:
+        raise ValueError(f"--rows {args.rows!r} names no row")
+    print(render_md(run_reproducibility(args.run, rows=rows, progress=not args.quiet, command=args.command_line)))
+    return 0
+
+
 def _project(args) -> int:
     from ltbench.reproduce.projection import ASSUMED_H100, PAPER_SPLITS, main as project
 
@@ -146,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--to", default="results/calibration", help="where to write (default: results/calibration)")
     c.add_argument("--work", default=None, help="cache of the data stage (default: runs/calibrate-<preset>)")
     c.set_defaults(func=_calibrate)
+
+    q = sub.add_parser("reproducibility", parents=[common], help="how far committed cells reproduce with another instruction set and thread count", description="Recompute some committed cells (seed 0) from scratch as committed, with the CPU kernels' baseline instruction set (LTBENCH_CPU_ISA=base) and with one thread; writes RUN/reproducibility.{json,md} with the largest difference per metric.")
+    q.add_argument("--run", default="results/table1-default", help="a committed table1 run (default: results/table1-default)")
+    q.add_argument("--rows", default="none,smote,fsa-il@0", help="rows to recompute (default: none,smote,fsa-il@0: no fit, a seeded draw, a trained fit)")
+    q.set_defaults(func=_reproducibility)
 
     j = sub.add_parser("project", parents=[common], help="the paper preset's time on H100s, from a paper-rehearsal run", description="Project the paper preset's wall time on one and eight H100s from the work and time a paper-rehearsal run measured; writes RUN/projection.{json,md}.")
     j.add_argument("--run", default="results/paper-rehearsal", help="the paper-rehearsal run folder (default: results/paper-rehearsal)")
