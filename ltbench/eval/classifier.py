@@ -214,9 +214,10 @@ def predict(net: torch.nn.Module, images, cfg: ClassifierConfig = ClassifierConf
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def average_precisions(y_true, scores, classes) -> dict:
-    """Per-class average precision (sklearn ``average_precision_score``); a class without a
-    positive in ``y_true`` is an error (its AP is undefined)."""
+def average_precisions(y_true, scores, classes, required=None) -> dict:
+    """Per-class average precision (sklearn ``average_precision_score``). A class without a
+    positive in ``y_true`` has no AP: an error for the ``required`` classes (default: all), left
+    out of the result for the others (a release's rare label absent from a small test split)."""
     from sklearn.metrics import average_precision_score
 
     y_true, scores = np.asarray(y_true), np.asarray(scores)
@@ -225,22 +226,29 @@ def average_precisions(y_true, scores, classes) -> dict:
     if not np.isfinite(scores).all():
         raise ValueError("scores contain NaN or inf")
     missing = [c for k, c in enumerate(classes) if y_true[:, k].sum() == 0]
-    if missing:
-        raise ValueError(f"no positive test example for {missing}: average precision is undefined")
-    return {c: float(average_precision_score(y_true[:, k], scores[:, k])) for k, c in enumerate(classes)}
+    must = set(classes if required is None else required)
+    if [c for c in missing if c in must]:
+        raise ValueError(f"no positive test example for {[c for c in missing if c in must]}: average precision is undefined")
+    return {c: float(average_precision_score(y_true[:, k], scores[:, k])) for k, c in enumerate(classes) if c not in missing}
 
 
 def head_tail_map(ap: dict, head, tail) -> dict:
-    return {"head_map": float(np.mean([ap[c] for c in head])), "tail_map": float(np.mean([ap[c] for c in tail]))}
+    """Mean AP over the head and over the tail classes (those with an AP)."""
+    def mean(cs):
+        v = [ap[c] for c in cs if c in ap]
+        return float(np.mean(v)) if v else None
+
+    return {"head_map": mean(head), "tail_map": mean(tail)}
 
 
-def score_classifier(net: torch.nn.Module, test_x, test_y, classes, cfg: ClassifierConfig) -> dict:
-    """{class: average precision} of a trained network on the test split."""
-    return average_precisions(test_y, predict(net, test_x, cfg, device=next(net.parameters()).device.type), classes)
+def score_classifier(net: torch.nn.Module, test_x, test_y, classes, cfg: ClassifierConfig, required=None) -> dict:
+    """{class: average precision} of a trained network on the test split (``required``: see
+    ``average_precisions``)."""
+    return average_precisions(test_y, predict(net, test_x, cfg, device=next(net.parameters()).device.type), classes, required)
 
 
-def train_and_score(train_x, train_y, test_x, test_y, classes, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", n_real: int | None = None, init: dict | None = None, progress: bool = False, desc: str = "densenet121") -> tuple[torch.nn.Module, dict]:
+def train_and_score(train_x, train_y, test_x, test_y, classes, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", n_real: int | None = None, init: dict | None = None, progress: bool = False, desc: str = "densenet121", required=None) -> tuple[torch.nn.Module, dict]:
     """The mAP harness in one call: ``train_classifier`` on the train pool (the first ``n_real``
     rows real), then ``score_classifier`` on the test split. Returns (the network, {class: AP})."""
     net = train_classifier(train_x, train_y, cfg, seed=seed, device=device, progress=progress, desc=desc, n_real=n_real, init=init)
-    return net, score_classifier(net, test_x, test_y, classes, cfg)
+    return net, score_classifier(net, test_x, test_y, classes, cfg, required)

@@ -35,9 +35,11 @@ def _table1(args) -> int:
         changes["rows"] = tuple(r.strip() for r in args.rows.split(",") if r.strip())
         if not changes["rows"]:
             raise ValueError(f"--rows {args.rows!r} names no row")
-    for opt, field in (("data", "data_root"), ("prior", "prior"), ("oracle", "oracle"), ("inception_weights", "inception_weights"), ("device", "device")):
+    for opt, field in (("data", "data_root"), ("prior", "prior"), ("oracle", "oracle"), ("inception_weights", "inception_weights"), ("device", "device"), ("dataset", "dataset"), ("tail_below", "tail_below")):
         if getattr(args, opt) is not None:
             changes[field] = getattr(args, opt)
+    if args.tail_classes is not None:
+        changes["tail_classes"] = tuple(c.strip() for c in args.tail_classes.split(",") if c.strip())
     preset = dataclasses.replace(PRESETS[args.preset], **changes)
     out = args.out or f"runs/table1-{preset.name}"
     shard = parse_shard(args.shard) if args.shard else None
@@ -119,6 +121,7 @@ def _project(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ltbench.data.presets import DATASETS
     from ltbench.reproduce.presets import PRESETS
     from ltbench.reproduce.rows import ALL_ROWS
 
@@ -136,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--oracle", default=None, help="oracle folder/file for label fidelity and domain FID (default: the preset's; phantom: the shipped one)")
     t.add_argument("--inception-weights", default=None, help="torch-fidelity Inception weights file (default: its cache; absent = 'n/a')")
     t.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the preset's, auto)")
+    t.add_argument("--dataset", default=None, choices=sorted(DATASETS), help="registered dataset read from --data (default: the preset's: the phantom, or mimic-cxr-lt-paper for paper)")
+    t.add_argument("--tail-classes", default=None, metavar="A,B,...", help="the tail classes by name (default: the dataset's; the paper's five); the head is the rest")
+    t.add_argument("--tail-below", type=int, default=None, metavar="N", help="the tail = classes with fewer than N train positives (e.g. 1000 on CXR-LT 2024); recorded in every cell")
     t.add_argument("--shard", default=None, metavar="I/N", help="compute only the cells k with k %% N == I (N copies started by a scheduler, e.g. a Slurm array; they may share --out). Under torchrun the processes share the cells without it")
     t.set_defaults(func=_table1)
 

@@ -182,7 +182,7 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
     init = ctx.classifier_init(seed)  # the seed's shared warm start: a stage of its own, not timed as this row's
     t = time.perf_counter()
-    _, ap = train_and_score(x, y, ctx.x_test, ctx.y_test, ctx.classes, p.classifier, seed=seed, device=ctx.classifier_device, n_real=len(ctx.x_train), init=init, progress=ctx.progress, desc=f"densenet121 {row} s{seed}")
+    _, ap = train_and_score(x, y, ctx.x_test, ctx.y_test, ctx.classes, p.classifier, seed=seed, device=ctx.classifier_device, n_real=len(ctx.x_train), init=init, progress=ctx.progress, desc=f"densenet121 {row} s{seed}", required=ctx.head + ctx.tail)
     results.update(head_tail_map(ap, ctx.head, ctx.tail))
     results["average_precision"] = ap
     results["classifier_seconds"] = round(time.perf_counter() - t, 2)

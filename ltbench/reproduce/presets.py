@@ -51,9 +51,15 @@ class Table1Preset:
     image_size: int = 64  # px the images are read at (the prior's VAE input; RoentGen: 512)
     train_sample: int = 0  # files: a seeded sample of this many train rows (0 = all), streamed from work/data
     inception_weights: str | None = None  # torch-fidelity Inception file; None = its cache or n/a
+    tail_classes: tuple = ()  # the tail, by name (empty: the dataset preset's, or by tail_below); the head is the rest
+    tail_below: int = 0  # the tail = classes with fewer train positives than this (and at least one); 0: off
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.tail_classes and self.tail_below:
+            raise ValueError("give the tail by name (--tail-classes) or by train count (--tail-below), not both")
+        if self.tail_below < 0:
+            raise ValueError(f"--tail-below must be >= 0, got {self.tail_below}")
         # one copy of the samples per class: the fusion config carries the preset's
         if self.fusion.n_per_class != self.n_per_class:
             object.__setattr__(self, "fusion", dataclasses.replace(self.fusion, n_per_class=self.n_per_class))

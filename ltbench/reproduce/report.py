@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ltbench.data.classes import TAIL_CLASSES
+from ltbench.data.classes import TAIL_CLASSES as PAPER_TAIL
 from ltbench.eval.fid import NA_INCEPTION
 from ltbench.eval.stats import mean_interval, paired_interval
 from ltbench.reproduce import readings
@@ -135,7 +135,8 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
     """Render every Table 1 file of run folder ``out`` from its cells; returns the aggregate."""
     cells = load_cells(out)
     table = aggregate(cells, rows, seeds)
-    validity = fidelity_validity(cells, TAIL_CLASSES)
+    tail = list(((cells[0]["config"].get("class_split") or {}).get("tail")) or PAPER_TAIL) if cells else list(PAPER_TAIL)
+    validity = fidelity_validity(cells, tail)
     run_info = run_info or {}
     runs = readings.by_seed(cells, seeds)
     comp = readings.comparisons(runs)
@@ -144,9 +145,9 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         for key, _, metric in PAIRED:
             if e.get(key) is not None:
                 e[key]["survives"] = (row, BASELINE_ROW, metric) in survive
-    per_class = readings.per_class(runs, TAIL_CLASSES)
+    per_class = readings.per_class(runs, tail)
     ceiling = (run_info.get("oracle") or {}).get("test_average_precision")
-    room = readings.room_to_help(runs, TAIL_CLASSES, run_info.get("test_prevalence"), ceiling)
+    room = readings.room_to_help(runs, tail, run_info.get("test_prevalence"), ceiling)
     preset = run_info.get("preset", "?")
     paper = preset == "paper"
     head = ["Row", "Seeds"] + [m[1] for m in METRICS] + [p[1] for p in PAIRED]
@@ -187,7 +188,7 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
     if "head_map" in orc:
         notes.append(f"- The oracle (trained on {orc['trained']['config']['n_images']:,} other phantom images) on the same test split: head mAP {orc['head_map']:.3f}, tail mAP {orc['tail_map']:.3f} (`run.json`): the ceiling the benchmark's DenseNet121 is measured against.")
     notes += ["", "## Readings", "", "Each seed draws its own generator fit (iterated learning and CAMs, SMOTE's and t2i's draws), its own held-out floor and FID reference set, and its own classifier start: the intervals and tests cover what a user meets when refitting.", ""]
-    notes += readings.render_room(room) + readings.render_comparisons(comp) + readings.render_per_class(per_class, TAIL_CLASSES)
+    notes += readings.render_room(room) + readings.render_comparisons(comp) + readings.render_per_class(per_class, tail)
     atomic_write_text(os.path.join(out, "table1.md"), "\n".join(notes) + "\n")
     atomic_write_text(os.path.join(out, "table1-compact.md"), compact_table(table) + "\n")
 

@@ -27,7 +27,7 @@ VARIANTS = {
 ROWS = ("none", "smote", "fsa-il@0")
 
 
-def _metrics(res: dict, tail) -> dict:
+def _metrics(res: dict) -> dict:
     """The numbers a reader takes from a cell: mAPs, per-class AP, and the oracle-space
     distribution metrics and label fidelity of rows that generate."""
     out = {"head_map": res["head_map"], "tail_map": res["tail_map"]}
@@ -40,14 +40,13 @@ def _metrics(res: dict, tail) -> dict:
     return out
 
 
-def compare(committed: dict, recomputed: dict, tail) -> dict:
+def compare(committed: dict, recomputed: dict) -> dict:
     """{metric: |recomputed - committed|} of two cells of the same (row, seed)."""
-    a, b = _metrics(committed["results"], tail), _metrics(recomputed["results"], tail)
+    a, b = _metrics(committed["results"]), _metrics(recomputed["results"])
     return {k: abs(b[k] - a[k]) for k in a if k in b and a[k] is not None and b[k] is not None}
 
 
 def run_reproducibility(run: str, rows=ROWS, variants=VARIANTS, progress: bool = True, command: str = "ltbench.reproduce.reproducibility.run_reproducibility", timeout: int = 3600) -> dict:
-    from ltbench.data.classes import TAIL_CLASSES
     from ltbench.reproduce.provenance import identity
     from ltbench.utils.io import atomic_write_json, atomic_write_text
     from ltbench.utils.provenance import git_sha
@@ -68,7 +67,7 @@ def run_reproducibility(run: str, rows=ROWS, variants=VARIANTS, progress: bool =
             r = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
             if r.returncode != 0:
                 raise RuntimeError(f"the {name!r} rerun failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-            diffs = {row: compare(committed[row], read_cell(cell_path(out, row, 0)), TAIL_CLASSES) for row in rows}
+            diffs = {row: compare(committed[row], read_cell(cell_path(out, row, 0))) for row in rows}
             results[name] = {"env": env, "max_abs_diff": diffs, "device": read_cell(cell_path(out, rows[0], 0))["metadata"]["device"]}
     tol = {}
     for name, v in results.items():

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import torch
 
-from ltbench.data.classes import HEAD_CLASSES, PAPER_CLASSES, TAIL_CLASSES
 from ltbench.reproduce.presets import PRESETS, Table1Preset
 from ltbench.utils.io import atomic_path, atomic_write_json
 from ltbench.utils.lock import FileLock
@@ -64,6 +63,45 @@ def input_identity(preset: Table1Preset) -> dict:
     return {"phantom_renderer": RENDERER_VERSION if preset.data_root is None else None, "prior": prior_weights(resolve_prior(preset.prior)), "oracle": oracle}
 
 
+def class_split(preset: Table1Preset) -> tuple[list, list, list]:
+    """(classes, head, tail) of a preset's dataset: the dataset preset's classes; the tail by
+    name (``tail_classes``), by train count (``tail_below``: the classes with fewer train
+    positives, a class with none cannot be augmented and stays out of both lists), or the
+    dataset preset's own split; the head is every other class unless the dataset preset names
+    it (the paper's five)."""
+    from ltbench.data.presets import DATASETS
+
+    ds = DATASETS[preset.dataset]
+    classes = list(ds.classes)
+    if preset.tail_classes:
+        unknown = [c for c in preset.tail_classes if c not in classes]
+        if unknown:
+            raise ValueError(f"--tail-classes: {unknown} are not classes of dataset {preset.dataset!r} (it has {classes})")
+        tail = [c for c in classes if c in preset.tail_classes]
+        return classes, [c for c in classes if c not in tail], tail
+    if preset.tail_below:
+        counts = train_counts(preset)
+        tail = [c for c in classes if 0 < counts[c] < preset.tail_below]
+        if not tail:
+            raise ValueError(f"--tail-below {preset.tail_below}: no class of {preset.dataset!r} has between 1 and {preset.tail_below - 1} train positives (train counts: {counts})")
+        return classes, [c for c in classes if counts[c] >= preset.tail_below], tail
+    if not ds.tail:
+        raise ValueError(f"dataset {preset.dataset!r} names no tail: choose one with --tail-classes or --tail-below N")
+    return classes, list(ds.head) or [c for c in classes if c not in ds.tail], list(ds.tail)
+
+
+def train_counts(preset: Table1Preset) -> dict:
+    """{class: train positives} from the labels alone (the in-memory phantom's, or the files')."""
+    from ltbench.data.presets import DATASETS, train_counts as file_counts
+
+    if preset.data_root is None:
+        from ltbench.data.phantom import make_labels
+
+        labels, split = make_labels(preset.phantom)
+        return {c: int(labels[split == "train", k].sum()) for k, c in enumerate(DATASETS["phantom"].classes)}
+    return file_counts(preset.dataset, preset.data_root)
+
+
 def _safe(c: str) -> str:
     return c.replace(" ", "_")
 
@@ -80,7 +118,7 @@ class Context:
 
         self.preset, self.out, self.progress = preset, out, progress
         self.work = os.path.join(out, "work")
-        self.classes, self.head, self.tail = list(PAPER_CLASSES), list(HEAD_CLASSES), list(TAIL_CLASSES)
+        self.classes, self.head, self.tail = class_split(preset)
         self.timings: dict = {}
         self.peaks = StagePeaks()  # peak RSS per stage, for run.json
         self._prior = self._oracle = self._latents = None
@@ -102,7 +140,10 @@ class Context:
         name = info.get("preset")
         if name not in PRESETS:
             raise ValueError(f"{run} was made with preset {name!r}, which this ltbench does not have")
-        preset = dataclasses.replace(PRESETS[name], **{k: info["config"][k] for k in ("data_root", "prior", "oracle", "device") if k in info["config"]})
+        given = {k: info["config"][k] for k in ("data_root", "prior", "oracle", "device", "dataset", "tail_below") if k in info["config"]}
+        if info["config"].get("tail_classes"):
+            given["tail_classes"] = tuple(info["config"]["tail_classes"])
+        preset = dataclasses.replace(PRESETS[name], **given)
         return cls(preset, run, progress)
 
     def data_key(self) -> dict:
@@ -111,8 +152,9 @@ class Context:
         return {"phantom": dataclasses.asdict(p.phantom), "renderer": self.inputs["phantom_renderer"], "dataset": p.dataset, "root": p.data_root, "size": p.image_size, "sample": p.train_sample}
 
     def cell_config(self, row: str, seed: int) -> dict:
-        """The preset's cell config plus the identity of the inputs it was computed from."""
-        return {**self.preset.cell_config(row, seed), "inputs": self.inputs}
+        """The preset's cell config plus the classes it was computed on (the tail as chosen) and
+        the identity of the inputs it was computed from."""
+        return {**self.preset.cell_config(row, seed), "class_split": {"head": self.head, "tail": self.tail}, "inputs": self.inputs}
 
     def _stage(self, name: str) -> FileLock:
         os.makedirs(self.work, exist_ok=True)
@@ -203,12 +245,10 @@ class Context:
 
     def _read_files(self, folder: str) -> dict:
         from ltbench.data.csv_dataset import ImageConfig
-        from ltbench.data.presets import DATASETS, open_dataset
+        from ltbench.data.presets import open_dataset
         from ltbench.data.rows import read_to_rows
 
         p = self.preset
-        if tuple(DATASETS[p.dataset].classes) != tuple(self.classes):
-            raise ValueError(f"dataset {p.dataset!r} does not have Table 1's ten classes in order; use mimic-cxr-lt-paper or phantom")
         out = {}
         for split in ("train", "val", "test"):
             # an unreadable image is skipped (and reported by the dataset); the file holds the rest
@@ -421,7 +461,7 @@ class Context:
         if self.oracle is None or not hasattr(self, "x_test"):
             return None
         probs = np.concatenate([self.oracle.probs(self.x_test[i : i + 1024]) for i in range(0, len(self.x_test), 1024)])
-        ap = average_precisions(self.y_test, probs, self.classes)
+        ap = average_precisions(self.y_test, probs, self.classes, required=self.head + self.tail)
         return {"test_average_precision": ap, **head_tail_map(ap, self.head, self.tail)}
 
 

@@ -40,7 +40,7 @@ def check_inputs(preset: Table1Preset) -> None:
             missing.append(f"--data {preset.data_root}: no such folder")
         if not preset.prior:
             missing.append("--prior DIR: the local RoentGen diffusers folder (model_index.json, vae/, unet/, text_encoder/, tokenizer/, scheduler/)")
-        elif not os.path.isfile(os.path.join(preset.prior, "model_index.json")):
+        elif preset.prior != "phantom" and not os.path.isfile(os.path.join(preset.prior, "model_index.json")):
             missing.append(f"--prior {preset.prior}: not a diffusers pipeline folder (no model_index.json)")
     if preset.inception_weights and not os.path.isfile(preset.inception_weights):
         missing.append(f"--inception-weights {preset.inception_weights}: no such file")
