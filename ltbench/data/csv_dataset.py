@@ -15,27 +15,23 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from ltbench.config import Config, opt
 from ltbench.data.images import ImageReadError, read_image, to_model_input
 
 log = logging.getLogger("ltbench.data")
 
 
+MAX_IMAGE_SIZE = 4096  # px; a model input of 3 x 4096 x 4096 floats is already 200 MB per image
+
+
 @dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(Config):
     """How images become model inputs."""
 
-    size: int = 64  # px after resize + centre crop (RoentGen: 512)
-    channels: int = 1  # 1 for grayscale models, 3 for Stable Diffusion's VAE
-    on_error: str = "raise"  # "raise" or "skip" an unreadable image (skips are reported)
-    uncertain: str = "zero"  # CheXpert -1: "zero" (U-Zeros) or "one" (U-Ones)
-
-    def __post_init__(self):
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        if self.uncertain not in ("zero", "one"):
-            raise ValueError(f"uncertain must be 'zero' or 'one', got {self.uncertain!r}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+    size: int = opt(64, "px after resize + centre crop (RoentGen: 512)", ge=1, le=MAX_IMAGE_SIZE, cli="--size (--image-size of classify)")
+    channels: int = opt(1, "1 for grayscale models, 3 for Stable Diffusion's VAE", choices=(1, 3))
+    on_error: str = opt("raise", "\"raise\" or \"skip\" an unreadable image (skips are reported)", choices=("raise", "skip"))
+    uncertain: str = opt("zero", "CheXpert -1: \"zero\" (U-Zeros) or \"one\" (U-Ones)", choices=("zero", "one"))
 
 
 def read_labels(csv: str, classes, path_column: str = "path", uncertain: str = "zero") -> pd.DataFrame:

@@ -21,30 +21,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Config):
     arch: str = opt("densenet121", "torchvision architecture (the paper's classifier)")
-    input_size: int = opt(32, "px the images are resized to (area); the paper trains at 224+")
-    steps: int = opt(150, "optimiser steps per row: the budget, the same for every row (from the warm start when warm_steps > 0)")
-    warm_steps: int = opt(0, "steps on the real train images alone, once per seed, shared by every row of the seed as its starting point (0: every row trains from scratch)")
-    batch_size: int = opt(64, "images per step")
-    lr: float = opt(2e-3, "peak of a one-cycle schedule, AdamW")
-    finetune_lr: float = opt(0.0, "peak rate of each row's steps from a warm start (0: lr); lower keeps the rows closer to their shared start")
-    weight_decay: float = opt(1e-4, "AdamW")
-    mean: float = opt(0.5, "input normalisation of [0, 1] images")
-    std: float = opt(0.25, "input normalisation of [0, 1] images")
-    eval_batch_size: int = opt(256, "images per scoring batch of the test split")
+    input_size: int = opt(32, "px the images are resized to (area); the paper trains at 224+", ge=16, le=4096)
+    steps: int = opt(150, "optimiser steps per row: the budget, the same for every row (from the warm start when warm_steps > 0)", ge=1)
+    warm_steps: int = opt(0, "steps on the real train images alone, once per seed, shared by every row of the seed as its starting point (0: every row trains from scratch)", ge=0)
+    batch_size: int = opt(64, "images per step", ge=2, le=1 << 20)
+    lr: float = opt(2e-3, "peak of a one-cycle schedule, AdamW", gt=0, le=10)
+    finetune_lr: float = opt(0.0, "peak rate of each row's steps from a warm start (0: lr); lower keeps the rows closer to their shared start", ge=0, le=10)
+    weight_decay: float = opt(1e-4, "AdamW", ge=0, le=10)
+    mean: float = opt(0.5, "input normalisation of [0, 1] images", ge=-10, le=10)
+    std: float = opt(0.25, "input normalisation of [0, 1] images", gt=0, le=10)
+    eval_batch_size: int = opt(256, "images per scoring batch of the test split", ge=1, le=1 << 20)
 
     def __post_init__(self):
         if self.arch not in ("densenet121",):
             raise ValueError(f"classifier arch must be 'densenet121', got {self.arch!r}")
-        if self.steps < 1 or self.warm_steps < 0 or self.batch_size < 2 or self.input_size < 16:
-            raise ValueError("steps >= 1, warm_steps >= 0, batch_size >= 2 and input_size >= 16 are required")
-        if not (self.lr > 0 and self.finetune_lr >= 0):
-            raise ValueError(f"lr must be > 0 and finetune_lr >= 0, got {self.lr} and {self.finetune_lr}")
 
 
 def make_densenet(n_classes: int, in_ch: int = 1) -> torch.nn.Module:

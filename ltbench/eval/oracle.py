@@ -22,26 +22,26 @@ from ltbench.utils.dist import barrier, is_main
 from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 from ltbench.utils.io import atomic_path, atomic_write_json
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "phantom_oracle")
 WEIGHTS = "oracle.pt"
 
 
 @dataclass(frozen=True)
-class OracleConfig:
-    n_images: int = opt(30_000, "3x the benchmark's default phantom, all used for training")
-    phantom_seed: int = opt(3000, "its own seed: neither the benchmark's (0), the prior's (1000) nor the judge's (2000)")
-    width: int = opt(24, "SmallCNN width; features are 4 * width = 96-d")
-    epochs: int = opt(6, "passes over the sample (Adam); the degradations need more than 4")
-    batch_size: int = opt(64, "images per step")
-    lr: float = opt(3e-3, "Adam learning rate")
-    max_pos_weight: float = opt(50.0, "class-balanced BCE, capped so the rarest class does not dominate")
+class OracleConfig(Config):
+    n_images: int = opt(30_000, "3x the benchmark's default phantom, all used for training", ge=1, le=10_000_000)
+    phantom_seed: int = opt(3000, "its own seed: neither the benchmark's (0), the prior's (1000) nor the judge's (2000)", ge=0)
+    width: int = opt(24, "SmallCNN width; features are 4 * width = 96-d", ge=1, le=1024)
+    epochs: int = opt(6, "passes over the sample (Adam); the degradations need more than 4", ge=1, le=10_000)
+    batch_size: int = opt(64, "images per step", ge=1, le=1 << 20)
+    lr: float = opt(3e-3, "Adam learning rate", gt=0, le=10)
+    max_pos_weight: float = opt(50.0, "class-balanced BCE, capped so the rarest class does not dominate", gt=0)
     augment: bool = opt(True, "blur/noise/gain changes (nets.degrade): judge findings, not the renderer's texture")
-    max_blur: float = opt(0.8, "px, the strongest augmentation blur (1.2 halved Fracture's AP: it smooths the rib step)")
-    n_calibration: int = opt(10_000, "fresh images (seed phantom_seed + 1) that set the per-class thresholds")
-    fpr: float = opt(0.05, "per-class threshold: this share of clean real negatives is called positive")
-    seed: int = opt(0, "init, batch order, degradations")
+    max_blur: float = opt(0.8, "px, the strongest augmentation blur (1.2 halved Fracture's AP: it smooths the rib step)", ge=0, le=100)
+    n_calibration: int = opt(10_000, "fresh images (seed phantom_seed + 1) that set the per-class thresholds", ge=1, le=10_000_000)
+    fpr: float = opt(0.05, "per-class threshold: this share of clean real negatives is called positive", gt=0, lt=1)
+    seed: int = opt(0, "init, batch order, degradations", ge=0)
 
 
 class Oracle:

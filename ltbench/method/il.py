@@ -50,41 +50,35 @@ from ltbench.method.networks import UNetCodec, make_classifier, reset_parameters
 from ltbench.utils.dist import average_buffers, group_rank_world, is_main, sum_over_ranks
 from ltbench.utils.io import atomic_path
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 log = logging.getLogger("ltbench.method.il")
 
 
 @dataclass(frozen=True)
-class ILConfig:
-    sparse_channels: int = opt(64, "C', the simplex size per position (paper and code: 64)")
-    generations: int = opt(20, "authors' code")
-    interaction_epochs: int = opt(1, "per generation (authors' code)")
-    imitation_epochs: int = opt(1, "per generation (authors' code)")
-    lam: float = opt(0.5, "L = lam * L_R + (1 - lam) * L_C; 0.5 = the code's plain sum, halved")
-    recon: str = opt("mse", "\"mse\" (paper) or \"l1\" (authors' code)")
+class ILConfig(Config):
+    sparse_channels: int = opt(64, "C', the simplex size per position (paper and code: 64)", ge=2, le=4096)
+    generations: int = opt(20, "authors' code", ge=1, le=10_000)
+    interaction_epochs: int = opt(1, "per generation (authors' code)", ge=1, le=10_000)
+    imitation_epochs: int = opt(1, "per generation (authors' code)", ge=1, le=10_000)
+    lam: float = opt(0.5, "L = lam * L_R + (1 - lam) * L_C; 0.5 = the code's plain sum, halved", ge=0, le=1)
+    recon: str = opt("mse", "\"mse\" (paper) or \"l1\" (authors' code)", choices=("mse", "l1"))
     classifier: str = opt("small", "\"small\" (CPU), \"vgg11\" (code's default) or \"densenet121\"")
-    ngf: int = opt(64, "U-Net base width (pix2pix / authors' code)")
-    max_depth: int = opt(6, "U-Net levels, capped by the latent grid (authors' code: 6)")
-    lr: float = opt(1e-4, "AdamW, authors' code")
-    weight_decay: float = opt(1e-2, "AdamW, authors' code")
-    batch_size: int = opt(256, "authors' code")
-    lr_step: int = opt(10, "StepLR on D and C every this many interaction epochs (code)")
-    lr_gamma: float = opt(0.1, "StepLR factor (code)")
+    ngf: int = opt(64, "U-Net base width (pix2pix / authors' code)", ge=1, le=1024)
+    max_depth: int = opt(6, "U-Net levels, capped by the latent grid (authors' code: 6)", ge=1, le=16)
+    lr: float = opt(1e-4, "AdamW, authors' code", gt=0, le=10)
+    weight_decay: float = opt(1e-2, "AdamW, authors' code", ge=0, le=10)
+    batch_size: int = opt(256, "authors' code", ge=1, le=1 << 20)
+    lr_step: int = opt(10, "StepLR on D and C every this many interaction epochs (code)", ge=1)
+    lr_gamma: float = opt(0.1, "StepLR factor (code)", gt=0, le=1)
     pos_weight: bool = opt(True, "class-balanced pos_weight_k = N / (n_k K), authors' code")
-    seed: int = opt(0, "init, batch order, imitation draws")
-    num_workers: int = opt(0, "DataLoader workers over the latent store (0: in the main process)")
-    bn_recalibration: int = opt(4096, "after each interaction phase, BatchNorm statistics re-estimated on this many train rows (0: off)")
+    seed: int = opt(0, "init, batch order, imitation draws", ge=0)
+    num_workers: int = opt(0, "DataLoader workers over the latent store (0: in the main process)", ge=0, le=256)
+    bn_recalibration: int = opt(4096, "after each interaction phase, BatchNorm statistics re-estimated on this many train rows (0: off)", ge=0)
 
     def __post_init__(self):
-        if self.recon not in ("mse", "l1"):
-            raise ValueError(f"recon must be 'mse' or 'l1', got {self.recon!r}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
-        if self.generations < 1 or self.sparse_channels < 2:
-            raise ValueError("generations must be >= 1 and sparse_channels >= 2")
-        if self.bn_recalibration < 0:
-            raise ValueError(f"bn_recalibration must be >= 0, got {self.bn_recalibration}")
+        if self.classifier not in ("small", "vgg11", "densenet121"):
+            raise ValueError(f"--classifier must be one of ('small', 'vgg11', 'densenet121'), got {self.classifier!r}")
 
 
 # CPU preset for CXR-Phantom-LT (4x16x16 latents): narrower U-Nets, fewer generations and a

@@ -24,19 +24,19 @@ from ltbench.prior.vae import load_vae, resolve_device, vae_identity
 from ltbench.utils.dist import barrier, rank_world
 from ltbench.utils.io import atomic_write_text, clean_stale_tmp, sha256_file
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 log = logging.getLogger("ltbench.encode")
 
 
 @dataclass(frozen=True)
-class EncodeConfig:
-    batch_size: int = opt(16, "images per VAE call; memory scales with this, not with the dataset")
-    shard_size: int = opt(1024, "latents per shard file: the unit of resume and of work per rank")
+class EncodeConfig(Config):
+    batch_size: int = opt(16, "images per VAE call; memory scales with this, not with the dataset", ge=1, le=1 << 16)
+    shard_size: int = opt(1024, "latents per shard file: the unit of resume and of work per rank", ge=1, le=1 << 24)
     latent: str = opt("sample", "\"sample\" the posterior (Stable Diffusion training) or take its \"mean\"")
     dtype: str = opt("float16", "on-disk dtype; latents are ~unit scale, fp16 halves disk at ~1e-3 rel. error")
-    seed: int = opt(0, "seeds the posterior sample of each shard")
-    num_workers: int = opt(0, "DataLoader workers for image decoding")
+    seed: int = opt(0, "seeds the posterior sample of each shard", ge=0)
+    num_workers: int = opt(0, "DataLoader workers for image decoding", ge=0, le=256)
     device: str = opt("auto", "\"auto\" = cuda if available, else cpu")
 
     def __post_init__(self):
@@ -44,8 +44,6 @@ class EncodeConfig:
             raise ValueError(f"latent must be 'sample' or 'mean', got {self.latent!r}")
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
-        if self.batch_size < 1 or self.shard_size < 1:
-            raise ValueError("batch_size and shard_size must be >= 1")
 
 
 def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg: EncodeConfig = EncodeConfig(), overwrite: bool = False, progress: bool = True) -> str:
