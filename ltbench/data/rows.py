@@ -153,7 +153,10 @@ class RowWriter:
         if exc_type is None:
             self.close()
         else:
-            self.f.close()
+            try:
+                self.f.close()
+            except OSError:
+                pass  # flushing the buffer of a full disk fails again: the first error is the one to report
             if os.path.exists(self.tmp):
                 os.remove(self.tmp)
 

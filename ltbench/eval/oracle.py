@@ -21,6 +21,7 @@ from ltbench.data.phantom import PhantomConfig, generate
 from ltbench.utils.dist import barrier, is_main
 from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 from ltbench.utils.io import atomic_path, atomic_write_json
+from ltbench.utils.weights import load_checkpoint
 
 from ltbench.config import Config, opt
 
@@ -62,7 +63,15 @@ class Oracle:
             raise ValueError(f"oracle input must be grayscale [N, H, W] or [N, 1, H, W], got {tuple(x.shape)}")
         if tuple(x.shape[-2:]) != (self.size, self.size):
             raise ValueError(f"the oracle was trained on {self.size}x{self.size} images, got {tuple(x.shape[-2:])}")
-        return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        if x.dtype == torch.uint8:
+            return x.float() / 255
+        if not x.is_floating_point():
+            raise ValueError(f"oracle input must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
+        x = x.float()
+        # float images are read as [0, 1]: 0..255 floats would saturate every score silently
+        if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+            raise ValueError(f"float oracle input must be finite and in [0, 1] (pass uint8 for 0..255), got values in [{float(x.min()):g}, {float(x.max()):g}]")
+        return x
 
     def probs(self, images, batch_size: int = 256) -> np.ndarray:
         """float32[N, K] class probabilities."""
@@ -116,10 +125,28 @@ def load_oracle(path: str = "phantom") -> Oracle:
     file = oracle_file(path)
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no oracle at {file}; train one with `ltbench oracle train --out {path}`")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    net = SmallCNN(1, len(state["classes"]), state["config"]["width"])
-    net.load_state_dict(state["state_dict"])
+    state = load_checkpoint(file, "oracle file")  # weights-only: a crafted file runs no code
+    ok = (
+        isinstance(state, dict)
+        and isinstance(state.get("state_dict"), dict)
+        and isinstance(state.get("classes"), list)
+        and all(isinstance(c, str) for c in state["classes"])
+        and isinstance(state.get("size"), int)
+        and state["size"] > 0
+        and isinstance(state.get("config"), dict)
+        and isinstance(state["config"].get("width"), int)
+        and state["config"]["width"] > 0
+    )
+    if not ok:
+        raise ValueError(f"oracle file {file} is not an ltbench oracle (expected state_dict, classes, size and config.width, as `ltbench oracle train` writes)")
     thr = state.get("thresholds")
+    if thr is not None and (not isinstance(thr, torch.Tensor) or thr.shape != (len(state["classes"]),)):
+        raise ValueError(f"oracle file {file} has malformed thresholds")
+    net = SmallCNN(1, len(state["classes"]), state["config"]["width"])
+    try:
+        net.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"oracle file {file} does not fit its own architecture ({str(exc).splitlines()[0]})") from None
     return Oracle(net, state["classes"], state["size"], state["config"], None if thr is None else thr.numpy())
 
 

@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import json
 import os
+import pickle
 import torch
 
 from ltbench.prior.vae import resolve_prior
@@ -220,7 +221,10 @@ def load_prior(path: str = "phantom", device: str = "auto", precision: str = "au
 
     from ltbench.prior.vae import dtype_kwargs, resolve_device
 
+    from ltbench.utils.weights import check_model_folder
+
     folder = check_pipeline_folder(resolve_prior(path))
+    check_model_folder(folder)  # a crafted .bin is refused by name before diffusers reads it
     dev = resolve_device(device)
     dtype = _dtype(precision, dev)
     from diffusers.utils import logging as dlog
@@ -228,8 +232,8 @@ def load_prior(path: str = "phantom", device: str = "auto", precision: str = "au
     dlog.disable_progress_bar()  # a loading bar per call is noise in every job's log
     try:
         pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **dtype_kwargs(dtype))
-    except (OSError, ValueError, EnvironmentError) as exc:
-        raise RuntimeError(f"cannot load the prior in {folder}: {exc}") from exc
+    except (OSError, ValueError, EnvironmentError, pickle.UnpicklingError, EOFError) as exc:
+        raise RuntimeError(f"cannot load the prior in {folder}: {' '.join(str(exc).split())[:500]}") from exc
     finally:
         dlog.enable_progress_bar()
     return Prior(pipe.to(dev), dev, dtype, folder)

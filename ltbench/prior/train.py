@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ltbench.data.phantom import PhantomConfig, generate
 from ltbench.prior.components import make_schedulers, make_text_encoder, make_tokenizer, make_unet, make_vae, prompt_for
 from ltbench.utils.dist import barrier, ddp_loss_scale, is_main, local_rows, wrap_ddp
-from ltbench.utils.io import atomic_path, atomic_write_json
+from ltbench.utils.io import atomic_path, atomic_write_json, check_replaceable, claim_partial, swap_into_place
 
 from ltbench.config import Config, opt
 
@@ -159,6 +159,32 @@ class _Denoiser(torch.nn.Module):
         return self.unet(noisy, t, self.text_encoder(tokens)[0]).sample
 
 
+def _is_prior(folder: str) -> bool:
+    """A prior written by ``ltbench prior train`` before output markers existed (the shipped
+    one): its training_config.json records the preset's config."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "training_config.json")) as f:
+            return "preset_config" in json.load(f)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+_CHECKPOINT_KEYS = ("config", "stage", "step", "vae", "vae_opt", "gen")
+
+
+def _load_checkpoint(path: str) -> dict:
+    """A prior-training checkpoint, weights-only; anything else (crafted, empty, truncated, a
+    plain tensor) is a one-line ``ValueError`` naming the file."""
+    from ltbench.utils.weights import load_checkpoint
+
+    state = load_checkpoint(path, "prior checkpoint")
+    if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS) or state["stage"] not in ("vae", "unet") or not isinstance(state["step"], int):
+        raise ValueError(f"prior checkpoint {path} is not an ltbench prior-training checkpoint (expected {list(_CHECKPOINT_KEYS)}); delete it or use another --work-dir")
+    return state
+
+
 def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool = True) -> str:
     """Train and write the pipeline folder ``out``; checkpoints go to ``work_dir``."""
     from diffusers import StableDiffusionPipeline
@@ -172,7 +198,9 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     torch.manual_seed(cfg.seed)
     ckpt_path = os.path.join(work_dir, "checkpoint.pt")
     os.makedirs(work_dir, exist_ok=True)
-    state = torch.load(ckpt_path, weights_only=True) if os.path.exists(ckpt_path) else None  # tensors and plain containers only: no code from a file
+    if is_main():  # before hours of training: never replace a folder ltbench did not write
+        check_replaceable(out, True, legacy=_is_prior, option="--out")
+    state = _load_checkpoint(ckpt_path) if os.path.exists(ckpt_path) else None  # tensors and plain containers only: no code from a file
     if state is not None and state["config"] != dataclasses.asdict(cfg):
         raise ValueError(f"{ckpt_path} was written with another config; delete {work_dir} or use another --work-dir")
 
@@ -286,13 +314,10 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     unet.to(storage)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=infer_sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     tmp = out.rstrip("/") + ".partial"
+    claim_partial(tmp, "prior", legacy=_is_prior)
     pipe.save_pretrained(tmp, safe_serialization=True)
     atomic_write_json(os.path.join(tmp, "training_config.json"), {"preset_config": dataclasses.asdict(cfg), "phantom": dataclasses.asdict(phantom), "scaling_factor": scaling, "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
-    if os.path.exists(out):
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    swap_into_place(tmp, out, legacy=_is_prior)  # the old pipeline is deleted only once the new one is in place
     log.info("prior written to %s in %.0fs", out, time.time() - t0)
     barrier()
     return out
