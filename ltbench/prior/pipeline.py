@@ -22,7 +22,7 @@ import pickle
 import torch
 
 from ltbench.prior.vae import resolve_prior
-from ltbench.config import REFINE_GUIDANCE, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
+from ltbench.config import REFINE_GUIDANCE, ROENTGEN_GUIDANCE, ROENTGEN_STEPS, check_value
 
 COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
 
@@ -118,6 +118,7 @@ class Prior:
         from tqdm.auto import tqdm
 
         self._check_schedule(steps, guidance)
+        check_value("--batch-size", batch_size, int, ge=1)
         gen = self._gen(seed)
         c, s, _ = self.latent_shape
         if noise is not None and (tuple(noise.shape) != (len(prompts), c, s, s) or not torch.isfinite(noise).all()):
@@ -150,6 +151,7 @@ class Prior:
         if mode not in ("tail", "sdedit"):
             raise ValueError(f"refine mode must be 'tail' or 'sdedit', got {mode!r}")
         self._check_schedule(steps, guidance)
+        check_value("batch_size", batch_size, int, ge=1)
         if not 0 <= k <= steps:
             raise ValueError(f"k must be in [0, steps={steps}], got {k}")
         if latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:
@@ -194,6 +196,7 @@ class Prior:
     def decode(self, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
         """Scaled latents Tensor[N, C, h, w] -> images Tensor[N, 3, H, W] in [0, 1] (fp32, cpu)."""
         vae = self.pipe.vae
+        check_value("batch_size", batch_size, int, ge=1)
         out = []
         for i in range(0, len(latents), batch_size):
             z = latents[i : i + batch_size].to(self.device, vae.dtype) / self.scaling_factor
@@ -204,6 +207,7 @@ class Prior:
     def encode(self, images: torch.Tensor, batch_size: int = 32, sample: bool = False, seed=0) -> torch.Tensor:
         """Images Tensor[N, 3, H, W] in [0, 1] -> scaled latents (posterior mean unless ``sample``)."""
         vae, gen = self.pipe.vae, self._gen(seed)
+        check_value("batch_size", batch_size, int, ge=1)
         out = []
         for i in range(0, len(images), batch_size):
             x = images[i : i + batch_size].to(self.device, vae.dtype) * 2 - 1
