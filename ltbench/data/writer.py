@@ -40,13 +40,13 @@ def write_image_folder(out: str, images, labels: np.ndarray, classes, extra: dic
     Built in ``out.partial`` and swapped in when whole; ``overwrite`` replaces only a folder
     ltbench wrote (its ``.ltbench-output.json`` marker), and only once the new one is ready."""
     imgs = to_uint8_gray(images)
+    if len(imgs) == 0:
+        raise ValueError(f"nothing to write to {out}: no images were generated (check --n / --n-per-class and the prompts or tail classes)")
     labels = np.asarray(labels)
     if labels.shape != (len(imgs), len(classes)):
         raise ValueError(f"labels must have shape ({len(imgs)}, {len(classes)}), got {labels.shape}")
     if not np.isin(labels, (0, 1)).all():
         raise ValueError("labels must be 0/1 multi-hot")
-    if len(imgs) == 0:
-        raise ValueError(f"nothing to write to {out}: no images were generated (check --n / --n-per-class and the prompts or tail classes)")
     check_image_folder_out(out, overwrite)
     tmp = out.rstrip("/") + ".partial"
     if os.path.lexists(tmp):  # an interrupted write (not resumable): ours only, then rebuilt
