@@ -344,6 +344,7 @@ def test_a_crafted_inception_file_in_the_torch_cache_runs_no_code(tmp_path, monk
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_inception_from_a_checked_file_is_torch_fidelitys_network(tmp_path, monkeypatch):
     """The safe path still computes torch-fidelity's Inception features (random weights here:
     the real file is never downloaded)."""

@@ -234,18 +234,21 @@ def inception_weights(path: str | None = None) -> str | None:
     return cached if os.path.isfile(cached) else None
 
 
-def _channels(extractor: str, weights: str | None) -> int:
+def _channels(extractor: str, weights: str | None, batch_size: int = 1) -> int:
     """Registers ltbench's extractors; the channels ``extractor`` reads (Inception: RGB, and
     only from a local weights file)."""
+    from ltbench.config import check_value
+
+    check_value("batch_size", batch_size, int, ge=1)
     register_extractors()
     if extractor == INCEPTION_EXTRACTOR and weights is None:
         raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
     return 3 if extractor == INCEPTION_EXTRACTOR else 1
 
 
-def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what: str):
+def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what: str, batch_size: int = 1):
     """Both image sets as torch-fidelity inputs, after the checks every metric shares."""
-    channels = _channels(extractor, weights)
+    channels = _channels(extractor, weights, batch_size)
     a, b = ImageTensorDataset(real, channels), ImageTensorDataset(fake, channels)
     for name, d in (("real", a), ("generated", b)):
         if len(d) < at_least:
@@ -258,7 +261,7 @@ def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = Non
     ``torch_fidelity.calculate_metrics``. ``weights``: the oracle file, or Inception's."""
     import torch_fidelity
 
-    a, b = _inputs(real, fake, extractor, weights, 2, "FID")
+    a, b = _inputs(real, fake, extractor, weights, 2, "FID", batch_size)
     out = torch_fidelity.calculate_metrics(
         input1=b, input2=a, fid=True, feature_extractor=_fidelity_name(extractor), feature_extractor_weights_path=weights,
         batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
@@ -273,7 +276,7 @@ def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = No
     intervals (``ltbench.eval.bootstrap``)."""
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-    data = ImageTensorDataset(images, _channels(extractor, weights))
+    data = ImageTensorDataset(images, _channels(extractor, weights, batch_size))
     cuda = torch.cuda.is_available()
     extractor_net = create_feature_extractor(_fidelity_name(extractor), ["2048" if extractor == INCEPTION_EXTRACTOR else "penultimate"], cuda=cuda, feature_extractor_weights_path=weights, verbose=False)
     if len(data) == 0:
@@ -305,7 +308,7 @@ def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights:
     Returns {"fid", "kid", "kid_std", "precision", "recall"}."""
     import torch_fidelity
 
-    a, b = _inputs(real, fake, extractor, weights, PRC_NEIGHBORHOOD + 2, "FID/KID/PRC")
+    a, b = _inputs(real, fake, extractor, weights, PRC_NEIGHBORHOOD + 2, "FID/KID/PRC", batch_size)
     out = torch_fidelity.calculate_metrics(
         input1=b, input2=a, fid=True, kid=True, prc=True, kid_subset_size=min(len(a), len(b)), kid_subsets=KID_SUBSETS,
         prc_neighborhood=PRC_NEIGHBORHOOD, feature_extractor=_fidelity_name(extractor), feature_extractor_weights_path=weights,
