@@ -220,9 +220,6 @@ def load_module_tensors(path: str, allowed_prefixes=("torch.nn.modules.",), what
     return out
 
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-
-
 def check_pickle_file(path: str, what: str = "weights file") -> None:
     """Refuse a pickle-based weights file whose pickle names anything ``weights_only`` would not
     load (a function or class that could run code), without loading it: only its globals are
@@ -235,12 +232,13 @@ def check_pickle_file(path: str, what: str = "weights file") -> None:
 
 
 def check_model_folder(folder: str) -> None:
-    """:func:`check_pickle_file` on every pickle-based weights file (``*.bin``, ``*.pt``,
-    ``*.pth``, ``*.ckpt``) under ``folder`` (a diffusers pipeline or one of its components),
-    before diffusers or transformers read any of them."""
+    """:func:`check_pickle_file` on every pickle-based weights file diffusers or transformers
+    may read from ``folder`` (a diffusers pipeline or one of its components:
+    ``diffusion_pytorch_model*.bin``, ``pytorch_model*.bin``), before they read any of them.
+    Other files (``training_args.bin``, optimiser states) are never loaded and not checked."""
     for root, _, files in os.walk(folder):
         for name in sorted(files):
-            if name.endswith(PICKLE_SUFFIXES):
+            if name.endswith(".bin") and "pytorch_model" in name:
                 check_pickle_file(os.path.join(root, name))
 
 
