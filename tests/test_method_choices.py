@@ -272,5 +272,5 @@ def test_validation_is_logged_after_interaction_with_sparsity(latents, tmp_path)
 
 
 def test_ilconfig_rejects_a_negative_recalibration():
-    with pytest.raises(ValueError, match="bn_recalibration"):
+    with pytest.raises(ValueError, match="bn.recalibration"):
         ILConfig(bn_recalibration=-1)

@@ -182,7 +182,7 @@ def test_prior_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
         if comp == "unet":  # stored in half precision (cfg.unet_storage_dtype), loaded at the caller's
             assert {t.dtype for t in a.values()} == {torch.float16}
     assert load_prior(out, device="cpu", precision="fp32").pipe.unet.dtype == torch.float32
-    with pytest.raises(ValueError, match="unet_storage_dtype"):
+    with pytest.raises(ValueError, match="unet.storage.dtype"):
         tr.train_prior(tr.PriorTrainConfig(n_images=24, unet_storage_dtype="half"), str(tmp_path / "y"), str(tmp_path / "w2"), progress=False)
     with pytest.raises(ValueError, match="another config"):
         tr.train_prior(tr.PriorTrainConfig(n_images=24, vae_steps=5), str(tmp_path / "x"), str(tmp_path / "w"), progress=False)

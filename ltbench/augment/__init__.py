@@ -80,6 +80,25 @@ def make_augmenter(name: str, **params):
     return augmenter_class(name)(**params)
 
 
+def check_head_tail(classes, head, tail) -> None:
+    """Head and tail classes: known, each named once, disjoint, and at least one of each when
+    there is a tail to augment (a fusion pairs every tail example with a head partner).
+    ``ValueError`` naming the classes and the option (``--head``/``--tail``)."""
+    classes, head, tail = list(classes), list(head), list(tail)
+    unknown = [c for c in head + tail if c not in classes]
+    if unknown:
+        raise ValueError(f"--head/--tail name classes {unknown} that are not among the data's classes {classes}")
+    for name, group in (("--head", head), ("--tail", tail)):
+        twice = sorted({c for c in group if group.count(c) > 1})
+        if twice:
+            raise ValueError(f"{name} names {twice} more than once")
+    both = [c for c in tail if c in head]
+    if both:
+        raise ValueError(f"--head and --tail must be disjoint; both name {both}")
+    if tail and not head:
+        raise ValueError("--head names no class: every tail example needs a head-class partner")
+
+
 def check_xy(X, y) -> tuple[torch.Tensor, np.ndarray]:
     """Validate and convert: X Tensor[N, ...] finite float, y uint8[N, K] in {0, 1}."""
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)

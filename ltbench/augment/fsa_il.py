@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ltbench.augment import Augmenter, check_xy, register_augmenter
+from ltbench.augment import Augmenter, check_head_tail, check_xy, register_augmenter
 from ltbench.method.cam import compute_cams
 from ltbench.method.fusion import FusionConfig, choose_partners, fuse_authors, fuse_batch, thresholds
 from ltbench.method.il import ILConfig, label_matrix, train_il
@@ -52,6 +52,7 @@ class FsaIL(Augmenter):
         return self
 
     def _generate(self, X, y):
+        check_head_tail(self.classes, self.head, self.tail)  # before the IL fit, not after it
         if self.fitted is not None:
             self.model_, self.cams_, self.scores_ = self.fitted
             if len(self.cams_) != len(X):
@@ -75,6 +76,7 @@ def generate_fusions(model, dataset, cams, scores, classes, head, tail, cfg: Fus
     sample and all ranks gather the whole set."""
     from tqdm.auto import tqdm
 
+    check_head_tail(classes, head, tail)  # tau, p and the rest: FusionConfig's own field checks
     labels = label_matrix(dataset).astype(np.uint8)
     idx = {c: i for i, c in enumerate(classes)}
     head_i, tail_i = [idx[c] for c in head], [idx[c] for c in tail]

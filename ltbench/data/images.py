@@ -59,6 +59,8 @@ def read_image(path: str) -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     except FileNotFoundError as exc:
         raise ImageReadError(f"image not found: {path}") from exc
+    except Image.DecompressionBombError as exc:  # a few hundred KB that would decode to GBs
+        raise ImageReadError(f"cannot read image {path}: refused as a decompression bomb ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
 

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from ltbench.utils.io import raise_named
+
 
 class RowFile:
     """Read-only rows of a C-ordered ``.npy`` file. ``f[i]``, ``f[a:b]`` (step 1), ``f[idx]``
@@ -123,7 +125,10 @@ class RowWriter:
         chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
         if chunk.shape[1:] != self.shape[1:] or self.rows + len(chunk) > self.shape[0]:
             raise ValueError(f"chunk {chunk.shape} does not fit rows {self.rows}.. of {self.shape}")
-        self.f.write(chunk.tobytes())
+        try:
+            self.f.write(chunk.tobytes())
+        except OSError as exc:
+            raise_named(exc, self.path, replace=self.tmp)  # a full disk names the file
         self.rows += len(chunk)
 
     def close(self) -> str:
@@ -132,8 +137,11 @@ class RowWriter:
                 raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
             self.f.seek(0)
             self.f.write(_npy_header((self.rows, *self.shape[1:]), self.dtype))
-        self.f.flush()
-        os.fsync(self.f.fileno())
+        try:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+        except OSError as exc:
+            raise_named(exc, self.path, replace=self.tmp)
         self.f.close()
         os.replace(self.tmp, self.path)
         return self.path
@@ -145,7 +153,10 @@ class RowWriter:
         if exc_type is None:
             self.close()
         else:
-            self.f.close()
+            try:
+                self.f.close()
+            except OSError:
+                pass  # flushing the buffer of a full disk fails again: the first error is the one to report
             if os.path.exists(self.tmp):
                 os.remove(self.tmp)
 

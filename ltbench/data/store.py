@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ltbench.utils.io import atomic_path, atomic_write_json, sha256_file
+from ltbench.utils.io import atomic_path, atomic_write_json, open_memmap_reserved, sha256_file
 
 FORMAT = "ltbench-latents"
 VERSION = 1
 MANIFEST = "manifest.json"
 LABELS = "labels.csv"
+STORE_KIND = "latent-store"  # the output marker's kind
 
 
 class StoreError(RuntimeError):
@@ -87,6 +88,8 @@ def read_manifest(root: str) -> dict:
             m = json.load(f)
     except ValueError as exc:
         raise StoreError(f"{path} is corrupt: {exc}") from exc
+    if not isinstance(m, dict):
+        raise StoreError(f"{path} is corrupt: a JSON {type(m).__name__}, not an object; recreate the store with `ltbench encode`")
     if m.get("format") != FORMAT:
         raise StoreError(f"{path} is not an ltbench latent store manifest (format={m.get('format')!r})")
     if m.get("version") != VERSION:
@@ -124,7 +127,14 @@ class ShardWriter:
         os.makedirs(os.path.dirname(self.lat_path), exist_ok=True)
         self._ctx = atomic_path(self.lat_path)
         self._tmp = self._ctx.__enter__()
-        self.arr = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=dtype, shape=(rows, *latent_shape))
+        try:
+            # blocks reserved up front: a full disk is an OSError naming the shard here, not a
+            # SIGBUS on the first write to a page of a sparse file
+            self.arr = open_memmap_reserved(self._tmp, dtype, (rows, *latent_shape))
+        except BaseException as exc:
+            self.arr = None
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
+            raise
         self.ok = np.zeros(rows, dtype=bool)
 
     def write(self, rows: np.ndarray, latents: np.ndarray) -> None:

@@ -8,12 +8,28 @@ xrv returns images scaled to [-1024, 1024] with one channel; the adapter brings 
 ``ImageConfig``'s size and channels in [-1, 1] and picks classes by name (xrv's NaN labels,
 i.e. not annotated, become 0)."""
 
+import sys
+import warnings
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ltbench.data.csv_dataset import ImageConfig
 from ltbench.data.images import to_model_input
+
+
+def import_torchxrayvision():
+    """``import torchxrayvision``, without the process-wide ``warnings.filterwarnings("ignore")``
+    its ``models`` module runs at import: the warning filters are restored afterwards, so
+    ltbench's warnings (and everyone else's) still reach the user. Every import of it in
+    ltbench goes through here; once imported (here), a later plain ``import torchxrayvision``
+    finds the module loaded and changes nothing."""
+    if "torchxrayvision" in sys.modules:
+        return sys.modules["torchxrayvision"]
+    with warnings.catch_warnings():  # restores warnings.filters on exit, whatever the import did
+        import torchxrayvision
+    return torchxrayvision
 
 
 class XRVAdapter(Dataset):

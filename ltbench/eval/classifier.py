@@ -21,38 +21,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Config):
     arch: str = opt("densenet121", "torchvision architecture (the paper's classifier)")
-    growth_rate: int = opt(32, "DenseNet's growth rate k (DenseNet121: 32); the topology (dense blocks of 6-12-24-16 layers) is kept at any width")
-    init_features: int = opt(64, "channels of DenseNet's stem convolution (DenseNet121: 64 = 2k)")
-    input_size: int = opt(32, "px the images are resized to (area); the paper trains at 224+")
-    steps: int = opt(150, "optimiser steps per row: the budget, the same for every row (from the warm start when warm_steps > 0)")
-    warm_steps: int = opt(0, "steps on the real train images alone, once per seed, shared by every row of the seed as its starting point (0: every row trains from scratch)")
-    batch_size: int = opt(64, "images per step")
-    lr: float = opt(2e-3, "peak of a one-cycle schedule, AdamW")
-    finetune_lr: float = opt(0.0, "peak rate of each row's steps from a warm start (0: lr); lower keeps the rows closer to their shared start")
-    weight_decay: float = opt(1e-4, "AdamW")
-    mean: float = opt(0.5, "input normalisation of [0, 1] images")
-    std: float = opt(0.25, "input normalisation of [0, 1] images")
-    eval_batch_size: int = opt(256, "images per scoring batch of the test split")
-    generated_share: float = opt(0.0, "share of each step's batch slots drawn from the generated images (0: their share of the pool, the paper's way)")
+    growth_rate: int = opt(32, "DenseNet's growth rate k (DenseNet121: 32); the topology (dense blocks of 6-12-24-16 layers) is kept at any width", ge=1, le=1024)
+    init_features: int = opt(64, "channels of DenseNet's stem convolution (DenseNet121: 64 = 2k)", ge=1, le=4096)
+    input_size: int = opt(32, "px the images are resized to (area): at least 32, DenseNet halves the grid five times; the paper trains at 224+", ge=32, le=4096)
+    steps: int = opt(150, "optimiser steps per row: the budget, the same for every row (from the warm start when warm_steps > 0)", ge=1)
+    warm_steps: int = opt(0, "steps on the real train images alone, once per seed, shared by every row of the seed as its starting point (0: every row trains from scratch)", ge=0)
+    batch_size: int = opt(64, "images per step", ge=2, le=1 << 20)
+    lr: float = opt(2e-3, "peak of a one-cycle schedule, AdamW", gt=0, le=10)
+    finetune_lr: float = opt(0.0, "peak rate of each row's steps from a warm start (0: lr); lower keeps the rows closer to their shared start", ge=0, le=10)
+    weight_decay: float = opt(1e-4, "AdamW", ge=0, le=10)
+    mean: float = opt(0.5, "input normalisation of [0, 1] images", ge=-10, le=10)
+    std: float = opt(0.25, "input normalisation of [0, 1] images", gt=0, le=10)
+    eval_batch_size: int = opt(256, "images per scoring batch of the test split", ge=1, le=1 << 20)
+    generated_share: float = opt(0.0, "share of each step's batch slots drawn from the generated images (0: their share of the pool, the paper's way)", ge=0, lt=1)
 
     def __post_init__(self):
         if self.arch not in ("densenet121",):
             raise ValueError(f"classifier arch must be 'densenet121', got {self.arch!r}")
-        if self.steps < 1 or self.warm_steps < 0 or self.batch_size < 2 or self.input_size < 32:
-            # 32 px: DenseNet's stem and three transitions halve the grid five times
-            raise ValueError(f"steps >= 1, warm_steps >= 0, batch_size >= 2 and input_size >= 32 are required, got {self.steps}, {self.warm_steps}, {self.batch_size}, {self.input_size}")
-        if not (self.lr > 0 and self.finetune_lr >= 0):
-            raise ValueError(f"lr must be > 0 and finetune_lr >= 0, got {self.lr} and {self.finetune_lr}")
-        if self.growth_rate < 1 or self.init_features < 1:
-            raise ValueError(f"growth_rate and init_features must be >= 1, got {self.growth_rate} and {self.init_features}")
-        if not 0.0 <= self.generated_share < 1.0:
-            raise ValueError(f"generated_share must be in [0, 1), got {self.generated_share}")
 
 
 def make_densenet(n_classes: int, in_ch: int = 1, growth_rate: int = 32, init_features: int = 64) -> torch.nn.Module:

@@ -13,6 +13,13 @@ Feature spaces:
   ``inception_weights()`` says whether it is available; the table then prints
   "n/a (no Inception weights)".
 
+No weights file runs code: torch-fidelity 0.4 reads Inception's with ``torch.load(
+weights_only=False)`` and torchxrayvision its DenseNet's likewise, so a crafted file in a
+shared cache would execute on every run. ltbench reads both itself without unpickling code
+(``ltbench.utils.weights``) and hands torch-fidelity extractors built from those tensors
+(``ltbench-inception-v3-compat``, registered here, is torch-fidelity's own Inception network
+fed the checked tensors); ``check_weights`` refuses a bad file early, in one line naming it.
+
 Images are uint8 grayscale [N, H, W] (or [N, 1, H, W]); Inception sees them repeated to RGB.
 """
 
@@ -28,6 +35,7 @@ XRV_EXTRACTOR = "ltbench-xrv"
 XRV_WEIGHTS = "densenet121-res224-all"
 NA_XRV = "n/a (no XRV weights)"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+SAFE_INCEPTION = "ltbench-" + INCEPTION_EXTRACTOR  # torch-fidelity's Inception, weights read by ltbench
 NA_INCEPTION = "n/a (no Inception weights)"
 
 
@@ -88,9 +96,30 @@ def _oracle_extractor_class():
 
         def forward(self, x):
             # uint8 [B, 1, H, W] from ImageTensorDataset; float64 features for the statistics
+            if tuple(x.shape[-2:]) != (self.oracle.size, self.oracle.size):  # as Oracle.probs refuses them
+                raise ValueError(f"the oracle's FID features need {self.oracle.size}x{self.oracle.size} images (its training size), got {tuple(x.shape[-2:])}")
             return (self.net.features(x.float() / 255).double(),)
 
     return OracleFeatures
+
+
+def load_xrv_densenet(path: str):
+    """torchxrayvision's DenseNet121 with the weights of ``path`` (its ``densenet121-res224-all``
+    file, a whole pickled model), read without running code from the file: the tensors are
+    loaded into a freshly built ``xrv.models.DenseNet`` (never torchxrayvision's own loader,
+    which unpickles with ``weights_only=False``). Eval mode."""
+    from ltbench.data.xrv import import_torchxrayvision
+    from ltbench.utils.weights import load_module_tensors
+
+    xrv = import_torchxrayvision()
+    state = load_module_tensors(path, ("torch.nn.modules.", "torchxrayvision."), what="XRV weights file")
+    net = xrv.models.DenseNet(num_classes=len(xrv.models.model_urls[XRV_WEIGHTS]["labels"]))
+    want = net.state_dict()
+    missing = sorted(set(want) - set(state))
+    if missing or any(state[k].shape != want[k].shape for k in want):
+        raise ValueError(f"XRV weights file {path} is not {XRV_WEIGHTS}'s DenseNet121 (missing or misshapen tensors, e.g. {(missing or [k for k in want if state[k].shape != want[k].shape])[:3]})")
+    net.load_state_dict({k: state[k] for k in want})
+    return net.eval().requires_grad_(False)
 
 
 def _xrv_extractor_class():
@@ -100,13 +129,9 @@ def _xrv_extractor_class():
 
         def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
             super().__init__(name, features_list)
-            import torchxrayvision as xrv
-
             if feature_extractor_weights_path is None or not os.path.isfile(feature_extractor_weights_path):
                 raise FileNotFoundError(f"XRV-FID needs the local weights file of {XRV_WEIGHTS}; {NA_XRV}")
-            # torchxrayvision loads by name from a folder; the file must be that name's file, so
-            # it is found and never downloaded
-            self.net = xrv.models.DenseNet(weights=XRV_WEIGHTS, cache_dir=os.path.dirname(os.path.abspath(feature_extractor_weights_path)) + os.sep)
+            self.net = load_xrv_densenet(feature_extractor_weights_path)
 
         def forward(self, x):
             # uint8 [B, 1, H, W] -> torchxrayvision's range [-1024, 1024] at 224 px
@@ -117,20 +142,81 @@ def _xrv_extractor_class():
     return XRVFeatures
 
 
+def _inception_extractor_class():
+    import io
+
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class SafeInception(FeatureExtractorInceptionV3):
+        """torch-fidelity's Inception network and features, its weights read by ltbench
+        (weights-only state dict) instead of its ``torch.load(weights_only=False)``; never
+        downloaded."""
+
+        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+            from ltbench.utils.weights import load_state_dict_file
+
+            if feature_extractor_weights_path is None:
+                raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
+            state = load_state_dict_file(feature_extractor_weights_path, "Inception weights file")
+            # torch-fidelity unpickles what it is given: hand it the checked tensors, re-saved
+            # by us in memory (plain tensors only), never the user's file
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            buf.seek(0)
+            try:
+                super().__init__(name, features_list, feature_extractor_weights_path=buf, **kwargs)
+            except RuntimeError as exc:  # load_state_dict: the tensors are not Inception's
+                raise ValueError(f"Inception weights file {feature_extractor_weights_path} does not fit torch-fidelity's Inception ({str(exc).splitlines()[0]})") from None
+
+    return SafeInception
+
+
+def _fidelity_name(extractor: str) -> str:
+    """The registry name torch-fidelity is asked for: Inception always through ltbench's
+    checked loader, never torch-fidelity's own."""
+    return SAFE_INCEPTION if extractor == INCEPTION_EXTRACTOR else extractor
+
+
 def register_extractors() -> None:
-    """Register ``ltbench-oracle`` and ``ltbench-xrv`` with torch-fidelity (idempotent)."""
+    """Register ``ltbench-oracle``, ``ltbench-xrv`` and ltbench's Inception with torch-fidelity
+    (idempotent)."""
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
     if ORACLE_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(ORACLE_EXTRACTOR, _oracle_extractor_class())
     if XRV_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(XRV_EXTRACTOR, _xrv_extractor_class())
+    if SAFE_INCEPTION not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(SAFE_INCEPTION, _inception_extractor_class())
+
+
+def check_weights(extractor: str, weights: str | None) -> None:
+    """Refuse, cheaply and early (before any stage runs), a weights file the extractor could
+    not use or that would run code: Inception's and XRV's files are read here as the metrics
+    will read them; the oracle's as ``load_oracle`` reads it. One-line ``ValueError`` /
+    ``FileNotFoundError`` naming the file. ``weights`` None: nothing to check."""
+    if weights is None:
+        return
+    if extractor == INCEPTION_EXTRACTOR:
+        from ltbench.utils.weights import load_state_dict_file
+
+        load_state_dict_file(weights, "Inception weights file")
+    elif extractor == XRV_EXTRACTOR:
+        load_xrv_densenet(weights)
+    elif extractor == ORACLE_EXTRACTOR:
+        from ltbench.eval.oracle import load_oracle
+
+        load_oracle(weights)
+    else:
+        raise KeyError(f"unknown feature space {extractor!r}; ltbench's: {[ORACLE_EXTRACTOR, INCEPTION_EXTRACTOR, XRV_EXTRACTOR]}")
 
 
 def xrv_weights() -> str | None:
     """The local file of torchxrayvision's ``densenet121-res224-all`` weights in its cache
     folder, or None (never downloaded)."""
-    import torchxrayvision as xrv
+    from ltbench.data.xrv import import_torchxrayvision
+
+    xrv = import_torchxrayvision()
 
     name = os.path.basename(xrv.models.model_urls[XRV_WEIGHTS]["weights_url"])
     path = os.path.join(xrv.utils.get_cache_dir(), name)
@@ -148,18 +234,21 @@ def inception_weights(path: str | None = None) -> str | None:
     return cached if os.path.isfile(cached) else None
 
 
-def _channels(extractor: str, weights: str | None) -> int:
+def _channels(extractor: str, weights: str | None, batch_size: int = 1) -> int:
     """Registers ltbench's extractors; the channels ``extractor`` reads (Inception: RGB, and
     only from a local weights file)."""
+    from ltbench.config import check_value
+
+    check_value("batch_size", batch_size, int, ge=1)
     register_extractors()
     if extractor == INCEPTION_EXTRACTOR and weights is None:
         raise FileNotFoundError("Inception FID needs its weights file locally; " + NA_INCEPTION)
     return 3 if extractor == INCEPTION_EXTRACTOR else 1
 
 
-def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what: str):
+def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what: str, batch_size: int = 1):
     """Both image sets as torch-fidelity inputs, after the checks every metric shares."""
-    channels = _channels(extractor, weights)
+    channels = _channels(extractor, weights, batch_size)
     a, b = ImageTensorDataset(real, channels), ImageTensorDataset(fake, channels)
     for name, d in (("real", a), ("generated", b)):
         if len(d) < at_least:
@@ -172,9 +261,9 @@ def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = Non
     ``torch_fidelity.calculate_metrics``. ``weights``: the oracle file, or Inception's."""
     import torch_fidelity
 
-    a, b = _inputs(real, fake, extractor, weights, 2, "FID")
+    a, b = _inputs(real, fake, extractor, weights, 2, "FID", batch_size)
     out = torch_fidelity.calculate_metrics(
-        input1=b, input2=a, fid=True, feature_extractor=extractor, feature_extractor_weights_path=weights,
+        input1=b, input2=a, fid=True, feature_extractor=_fidelity_name(extractor), feature_extractor_weights_path=weights,
         batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
     )
     return float(out["frechet_inception_distance"])
@@ -187,9 +276,9 @@ def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = No
     intervals (``ltbench.eval.bootstrap``)."""
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-    data = ImageTensorDataset(images, _channels(extractor, weights))
+    data = ImageTensorDataset(images, _channels(extractor, weights, batch_size))
     cuda = torch.cuda.is_available()
-    extractor_net = create_feature_extractor(extractor, ["2048" if extractor == INCEPTION_EXTRACTOR else "penultimate"], cuda=cuda, feature_extractor_weights_path=weights, verbose=False)
+    extractor_net = create_feature_extractor(_fidelity_name(extractor), ["2048" if extractor == INCEPTION_EXTRACTOR else "penultimate"], cuda=cuda, feature_extractor_weights_path=weights, verbose=False)
     if len(data) == 0:
         raise ValueError("features of an empty image set")
     out = get_featuresdict_from_dataset(data, extractor_net, batch_size, cuda, True, False)
@@ -219,10 +308,10 @@ def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights:
     Returns {"fid", "kid", "kid_std", "precision", "recall"}."""
     import torch_fidelity
 
-    a, b = _inputs(real, fake, extractor, weights, PRC_NEIGHBORHOOD + 2, "FID/KID/PRC")
+    a, b = _inputs(real, fake, extractor, weights, PRC_NEIGHBORHOOD + 2, "FID/KID/PRC", batch_size)
     out = torch_fidelity.calculate_metrics(
         input1=b, input2=a, fid=True, kid=True, prc=True, kid_subset_size=min(len(a), len(b)), kid_subsets=KID_SUBSETS,
-        prc_neighborhood=PRC_NEIGHBORHOOD, feature_extractor=extractor, feature_extractor_weights_path=weights,
+        prc_neighborhood=PRC_NEIGHBORHOOD, feature_extractor=_fidelity_name(extractor), feature_extractor_weights_path=weights,
         batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
     )
     return {

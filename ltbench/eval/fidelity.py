@@ -6,13 +6,22 @@ import numpy as np
 
 
 def label_fidelity(oracle, images, labels, classes, tail, targets=None) -> dict:
-    """For each tail class c, over the samples generated FOR c (``targets`` int[N], the class
+    """``images`` uint8 [N, H, W] (or float in [0, 1]), ``labels`` 0/1 [N, K] over ``classes``.
+    For each tail class c, over the samples generated FOR c (``targets`` int[N], the class
     index each sample was made for; None: every sample labelled c): ``tail`` = fraction the
     oracle calls positive for c (its per-class threshold, fixed on clean real images);
     ``other`` = fraction of their OTHER positive labels the oracle also calls (None when they
     carry none). ``mean_tail`` averages ``tail`` over classes with samples. Read it against
     the ``real`` and ``vae`` rows: real images of c score the oracle's sensitivity."""
     labels = np.asarray(labels)
+    n = len(images)
+    if labels.ndim != 2 or labels.shape != (n, len(classes)):
+        raise ValueError(f"label_fidelity: labels must be [N, K] = [{n}, {len(classes)}] (one row per image, one column per class), got shape {labels.shape}")
+    if targets is not None and np.shape(targets) != (n,):
+        raise ValueError(f"label_fidelity: targets must be one class index per image, shape ({n},), got {np.shape(targets)}")
+    unknown = [c for c in tail if c not in classes]
+    if unknown:
+        raise ValueError(f"label_fidelity: tail classes {unknown} are not among the classes {list(classes)}")
     per = {}
     if len(labels):
         p = oracle.positive(images)

@@ -21,27 +21,28 @@ from ltbench.data.phantom import PhantomConfig, generate
 from ltbench.utils.dist import barrier, is_main
 from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 from ltbench.utils.io import atomic_path, atomic_write_json
+from ltbench.utils.weights import load_checkpoint
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "phantom_oracle")
 WEIGHTS = "oracle.pt"
 
 
 @dataclass(frozen=True)
-class OracleConfig:
-    n_images: int = opt(30_000, "3x the benchmark's default phantom, all used for training")
-    phantom_seed: int = opt(3000, "its own seed: neither the benchmark's (0), the prior's (1000) nor the judge's (2000)")
-    width: int = opt(24, "SmallCNN width; features are 4 * width = 96-d")
-    epochs: int = opt(6, "passes over the sample (Adam); the degradations need more than 4")
-    batch_size: int = opt(64, "images per step")
-    lr: float = opt(3e-3, "Adam learning rate")
-    max_pos_weight: float = opt(50.0, "class-balanced BCE, capped so the rarest class does not dominate")
+class OracleConfig(Config):
+    n_images: int = opt(30_000, "3x the benchmark's default phantom, all used for training", ge=1, le=10_000_000)
+    phantom_seed: int = opt(3000, "its own seed: neither the benchmark's (0), the prior's (1000) nor the judge's (2000)", ge=0)
+    width: int = opt(24, "SmallCNN width; features are 4 * width = 96-d", ge=1, le=1024)
+    epochs: int = opt(6, "passes over the sample (Adam); the degradations need more than 4", ge=1, le=10_000)
+    batch_size: int = opt(64, "images per step", ge=1, le=1 << 20)
+    lr: float = opt(3e-3, "Adam learning rate", gt=0, le=10)
+    max_pos_weight: float = opt(50.0, "class-balanced BCE, capped so the rarest class does not dominate", gt=0)
     augment: bool = opt(True, "blur/noise/gain changes (nets.degrade): judge findings, not the renderer's texture")
-    max_blur: float = opt(0.8, "px, the strongest augmentation blur (1.2 halved Fracture's AP: it smooths the rib step)")
-    n_calibration: int = opt(10_000, "fresh images (seed phantom_seed + 1) that set the per-class thresholds")
-    fpr: float = opt(0.05, "per-class threshold: this share of clean real negatives is called positive")
-    seed: int = opt(0, "init, batch order, degradations")
+    max_blur: float = opt(0.8, "px, the strongest augmentation blur (1.2 halved Fracture's AP: it smooths the rib step)", ge=0, le=100)
+    n_calibration: int = opt(10_000, "fresh images (seed phantom_seed + 1) that set the per-class thresholds", ge=1, le=10_000_000)
+    fpr: float = opt(0.05, "per-class threshold: this share of clean real negatives is called positive", gt=0, lt=1)
+    seed: int = opt(0, "init, batch order, degradations", ge=0)
 
 
 class Oracle:
@@ -62,7 +63,15 @@ class Oracle:
             raise ValueError(f"oracle input must be grayscale [N, H, W] or [N, 1, H, W], got {tuple(x.shape)}")
         if tuple(x.shape[-2:]) != (self.size, self.size):
             raise ValueError(f"the oracle was trained on {self.size}x{self.size} images, got {tuple(x.shape[-2:])}")
-        return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        if x.dtype == torch.uint8:
+            return x.float() / 255
+        if not x.is_floating_point():
+            raise ValueError(f"oracle input must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
+        x = x.float()
+        # float images are read as [0, 1]: 0..255 floats would saturate every score silently
+        if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+            raise ValueError(f"float oracle input must be finite and in [0, 1] (pass uint8 for 0..255), got values in [{float(x.min()):g}, {float(x.max()):g}]")
+        return x
 
     def probs(self, images, batch_size: int = 256) -> np.ndarray:
         """float32[N, K] class probabilities."""
@@ -116,10 +125,28 @@ def load_oracle(path: str = "phantom") -> Oracle:
     file = oracle_file(path)
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no oracle at {file}; train one with `ltbench oracle train --out {path}`")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    net = SmallCNN(1, len(state["classes"]), state["config"]["width"])
-    net.load_state_dict(state["state_dict"])
+    state = load_checkpoint(file, "oracle file")  # weights-only: a crafted file runs no code
+    ok = (
+        isinstance(state, dict)
+        and isinstance(state.get("state_dict"), dict)
+        and isinstance(state.get("classes"), list)
+        and all(isinstance(c, str) for c in state["classes"])
+        and isinstance(state.get("size"), int)
+        and state["size"] > 0
+        and isinstance(state.get("config"), dict)
+        and isinstance(state["config"].get("width"), int)
+        and state["config"]["width"] > 0
+    )
+    if not ok:
+        raise ValueError(f"oracle file {file} is not an ltbench oracle (expected state_dict, classes, size and config.width, as `ltbench oracle train` writes)")
     thr = state.get("thresholds")
+    if thr is not None and (not isinstance(thr, torch.Tensor) or thr.shape != (len(state["classes"]),)):
+        raise ValueError(f"oracle file {file} has malformed thresholds")
+    net = SmallCNN(1, len(state["classes"]), state["config"]["width"])
+    try:
+        net.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"oracle file {file} does not fit its own architecture ({str(exc).splitlines()[0]})") from None
     return Oracle(net, state["classes"], state["size"], state["config"], None if thr is None else thr.numpy())
 
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ltbench.method.networks import cam_layers
-from ltbench.utils.io import atomic_path
+from ltbench.utils.io import atomic_path, open_memmap_reserved
 
 CAM_METHODS = ("eigencam", "gradcam", "gradcam++")
 CAM_LAYERS = ("last", "multi")
@@ -105,8 +105,9 @@ def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: 
     os.makedirs(out_dir, exist_ok=True)
     cam_path, score_path = os.path.join(out_dir, "cams.npy"), os.path.join(out_dir, "scores.npy")
     with atomic_path(cam_path) as cam_tmp, atomic_path(score_path) as score_tmp:
-        cams = np.lib.format.open_memmap(cam_tmp, mode="w+", dtype=np.float16, shape=(n, h, w))
-        scores = np.lib.format.open_memmap(score_tmp, mode="w+", dtype=np.float32, shape=(n, model.n_classes))
+        # blocks reserved first: a full disk is an OSError naming the file, not a SIGBUS
+        cams = open_memmap_reserved(cam_tmp, np.float16, (n, h, w))
+        scores = open_memmap_reserved(score_tmp, np.float32, (n, model.n_classes))
         i = 0
         for z, y, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"{method} ({layers})", disable=not progress):
             cams[i : i + len(z)], scores[i : i + len(z)] = batch_cams(model, z, y.numpy(), prevalence, method, layers)

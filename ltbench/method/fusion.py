@@ -40,23 +40,23 @@ import torch
 
 from ltbench import ops
 
-from ltbench.config import PAPER_N_PER_CLASS, REFINE_GUIDANCE, ROENTGEN_STEPS, opt
+from ltbench.config import PAPER_N_PER_CLASS, REFINE_GUIDANCE, ROENTGEN_STEPS, Config, opt
 
 
 @dataclass(frozen=True)
-class FusionConfig:
-    n_per_class: int = opt(PAPER_N_PER_CLASS, "generated samples per tail class (authors' base_n)")
+class FusionConfig(Config):
+    n_per_class: int = opt(PAPER_N_PER_CLASS, "generated samples per tail class (authors' base_n)", ge=0, le=10_000_000)
     partner_rule: str = opt("paper", "\"paper\" (head class C confuses the example with, then kNN), \"class-confusion\" (per tail class) or \"code\" (kNN over all head)")
-    knn: int = opt(3, "neighbours the partner is drawn from (code: 3)")
+    knn: int = opt(3, "neighbours the partner is drawn from (code: 3)", ge=1, le=100_000)
     thresholds: str = opt("fixed", "\"fixed\" (tau_h, tau_l) or \"sampled\" once per run from N(0.5, 0.1) (code)")
-    tau_h: float = opt(0.4, "M^S = [CAM_tail > tau_h] (paper figure)")
-    tau_l: float = opt(0.4, "M^G = [CAM_head < tau_l] (paper figure)")
+    tau_h: float = opt(0.4, "M^S = [CAM_tail > tau_h] (paper figure)", ge=0, le=1)
+    tau_l: float = opt(0.4, "M^G = [CAM_head < tau_l] (paper figure)", ge=0, le=1)
     p_mode: str = opt("fixed", "\"fixed\" p or \"sampled\" U(0, 1) per batch (code)")
-    p: float = opt(0.5, "Bernoulli rate of M^R (paper)")
+    p: float = opt(0.5, "Bernoulli rate of M^R (paper)", ge=0, le=1)
     label_policy: str = opt("union", "\"union\" (paper), \"tail\" (code's stored label), \"oracle\"")
-    refine_steps: int = opt(0, "k: diffusion steps of refinement (the paper's @k); 0 = none")
-    refine_schedule: int = opt(ROENTGEN_STEPS, "N: the schedule the last k steps are taken from (code)")
-    refine_guidance: float = opt(REFINE_GUIDANCE, "classifier-free guidance in refinement (code)")
+    refine_steps: int = opt(0, "k: diffusion steps of refinement (the paper's @k); 0 = none", ge=0, le=1000, cli="--steps")
+    refine_schedule: int = opt(ROENTGEN_STEPS, "N: the schedule the last k steps are taken from (code)", ge=1, le=1000)
+    refine_guidance: float = opt(REFINE_GUIDANCE, "classifier-free guidance in refinement (code)", ge=1, le=100)
     refine_mode: str = opt("tail", "\"tail\" (code: last k steps, no noise) or \"sdedit\"")
     refine_prompt: str = opt("tail", "\"tail\": the tail class's name (paper) or \"union\" of both examples' label names (code)")
     partner_candidates: str = opt("no-tail", "head examples without any tail label (code) or \"any\"")
@@ -67,8 +67,8 @@ class FusionConfig:
     cam_layers: str = opt("multi", "\"last\" block (paper) or \"multi\": every block after the first (code: VGG11 features[2:-1])")
     masks: str = opt("cam", "\"cam\" (Eq. 6) or \"random\": M^S, M^G replaced by random masks of their areas (control)")
     decoder: str = opt("eval", "\"eval\" BatchNorm or \"train-batch2\" (authors' script: train mode, pairs)")
-    batch_size: int = opt(64, "fusions per batch (decode and refinement batch)")
-    seed: int = opt(0, "partners, masks, thresholds, refinement noise: per sample from this seed")
+    batch_size: int = opt(64, "fusions per batch (decode and refinement batch)", ge=1, le=1 << 20)
+    seed: int = opt(0, "partners, masks, thresholds, refinement noise: per sample from this seed", ge=0)
 
     def __post_init__(self):
         from ltbench.method.cam import CAM_LAYERS, CAM_METHODS
@@ -76,8 +76,6 @@ class FusionConfig:
         for name, allowed in (("partner_rule", ("paper", "class-confusion", "code")), ("thresholds", ("fixed", "sampled")), ("p_mode", ("fixed", "sampled")), ("label_policy", ("union", "tail", "oracle")), ("refine_mode", ("tail", "sdedit")), ("refine_prompt", ("tail", "union")), ("partner_candidates", ("no-tail", "any")), ("cam", CAM_METHODS), ("cam_layers", CAM_LAYERS), ("masks", ("cam", "random")), ("decoder", ("eval", "train-batch2"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.knn < 1 or self.n_per_class < 0 or self.refine_steps < 0:
-            raise ValueError("knn must be >= 1, n_per_class and refine_steps >= 0")
 
 
 def knn_rows(query: np.ndarray, cams, candidates: np.ndarray, k: int, chunk: int = 8192) -> np.ndarray:

@@ -48,43 +48,37 @@ from torch.utils.data import DataLoader
 from ltbench import ops
 from ltbench.method.networks import UNetCodec, make_classifier, reset_parameters, unet_depth
 from ltbench.utils.dist import average_buffers, group_rank_world, is_main, sum_over_ranks
-from ltbench.utils.io import atomic_path
+from ltbench.utils.io import atomic_path, check_stage_inputs, write_stage_inputs
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 log = logging.getLogger("ltbench.method.il")
 
 
 @dataclass(frozen=True)
-class ILConfig:
-    sparse_channels: int = opt(64, "C', the simplex size per position (paper and code: 64)")
-    generations: int = opt(20, "authors' code")
-    interaction_epochs: int = opt(1, "per generation (authors' code)")
-    imitation_epochs: int = opt(1, "per generation (authors' code)")
-    lam: float = opt(0.5, "L = lam * L_R + (1 - lam) * L_C; 0.5 = the code's plain sum, halved")
-    recon: str = opt("mse", "\"mse\" (paper) or \"l1\" (authors' code)")
+class ILConfig(Config):
+    sparse_channels: int = opt(64, "C', the simplex size per position (paper and code: 64)", ge=2, le=4096)
+    generations: int = opt(20, "authors' code", ge=1, le=10_000)
+    interaction_epochs: int = opt(1, "per generation (authors' code)", ge=1, le=10_000)
+    imitation_epochs: int = opt(1, "per generation (authors' code)", ge=1, le=10_000)
+    lam: float = opt(0.5, "L = lam * L_R + (1 - lam) * L_C; 0.5 = the code's plain sum, halved", ge=0, le=1)
+    recon: str = opt("mse", "\"mse\" (paper) or \"l1\" (authors' code)", choices=("mse", "l1"))
     classifier: str = opt("small", "\"small\" (CPU), \"vgg11\" (code's default) or \"densenet121\"")
-    ngf: int = opt(64, "U-Net base width (pix2pix / authors' code)")
-    max_depth: int = opt(6, "U-Net levels, capped by the latent grid (authors' code: 6)")
-    lr: float = opt(1e-4, "AdamW, authors' code")
-    weight_decay: float = opt(1e-2, "AdamW, authors' code")
-    batch_size: int = opt(256, "authors' code")
-    lr_step: int = opt(10, "StepLR on D and C every this many interaction epochs (code)")
-    lr_gamma: float = opt(0.1, "StepLR factor (code)")
+    ngf: int = opt(64, "U-Net base width (pix2pix / authors' code)", ge=1, le=1024)
+    max_depth: int = opt(6, "U-Net levels, capped by the latent grid (authors' code: 6)", ge=1, le=16)
+    lr: float = opt(1e-4, "AdamW, authors' code", gt=0, le=10)
+    weight_decay: float = opt(1e-2, "AdamW, authors' code", ge=0, le=10)
+    batch_size: int = opt(256, "authors' code", ge=1, le=1 << 20)
+    lr_step: int = opt(10, "StepLR on D and C every this many interaction epochs (code)", ge=1)
+    lr_gamma: float = opt(0.1, "StepLR factor (code)", gt=0, le=1)
     pos_weight: bool = opt(True, "class-balanced pos_weight_k = N / (n_k K), authors' code")
-    seed: int = opt(0, "init, batch order, imitation draws")
-    num_workers: int = opt(0, "DataLoader workers over the latent store (0: in the main process)")
-    bn_recalibration: int = opt(4096, "after each interaction phase, BatchNorm statistics re-estimated on this many train rows (0: off)")
+    seed: int = opt(0, "init, batch order, imitation draws", ge=0)
+    num_workers: int = opt(0, "DataLoader workers over the latent store (0: in the main process)", ge=0, le=256)
+    bn_recalibration: int = opt(4096, "after each interaction phase, BatchNorm statistics re-estimated on this many train rows (0: off)", ge=0)
 
     def __post_init__(self):
-        if self.recon not in ("mse", "l1"):
-            raise ValueError(f"recon must be 'mse' or 'l1', got {self.recon!r}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
-        if self.generations < 1 or self.sparse_channels < 2:
-            raise ValueError("generations must be >= 1 and sparse_channels >= 2")
-        if self.bn_recalibration < 0:
-            raise ValueError(f"bn_recalibration must be >= 0, got {self.bn_recalibration}")
+        if self.classifier not in ("small", "vgg11", "densenet121"):
+            raise ValueError(f"--classifier must be one of ('small', 'vgg11', 'densenet121'), got {self.classifier!r}")
 
 
 # CPU preset for CXR-Phantom-LT (4x16x16 latents): narrower U-Nets, fewer generations and a
@@ -155,6 +149,30 @@ def label_matrix(dataset) -> np.ndarray:
     if hasattr(dataset, "labels") and hasattr(dataset, "rows"):
         return dataset.labels[dataset.rows]
     return dataset.tensors[1].numpy()
+
+
+def data_fingerprint(dataset) -> dict | None:
+    """What identifies the rows IL trains on (the ``il.inputs.json`` of a run): a latent store
+    by its identity, shard checksums and selected rows; an in-memory ``TensorDataset`` by the
+    SHA-256 of its tensors."""
+    import hashlib
+
+    if dataset is None:
+        return None
+    manifest = getattr(dataset, "manifest", None)
+    if manifest is not None:  # a LatentStore
+        shards = hashlib.sha256(json.dumps(manifest.get("shard_sha256"), sort_keys=True).encode()).hexdigest()
+        rows = hashlib.sha256(np.ascontiguousarray(dataset.rows, dtype=np.int64).tobytes()).hexdigest()
+        return {"store": os.path.abspath(dataset.root), "identity": manifest.get("identity"), "shards_sha256": shards, "rows_sha256": rows, "n": len(dataset)}
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None:
+        h = hashlib.sha256()
+        for t in tensors:
+            a = np.ascontiguousarray(t.detach().cpu().numpy())
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(memoryview(a).cast("B"))
+        return {"tensors_sha256": h.hexdigest(), "n": len(dataset)}
+    return {"type": type(dataset).__name__, "n": len(dataset)}
 
 
 def _recon(cfg, a, b):
@@ -259,10 +277,14 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
     opt_s, opt_dc, sched = optimisers()
     start = 0
     done = sorted(glob.glob(os.path.join(out, "checkpoints", "gen-*.pt")))
+    inputs = {"il": dataclasses.asdict(cfg), "train": data_fingerprint(train), "val": data_fingerprint(val)}
     if done:
         state = _load_state(done[-1])
         if state["config"] != dataclasses.asdict(cfg):
             raise ValueError(f"{out} holds an IL run with another config; choose another --out")
+        # a resumed run must continue on the same data, not mix two (raises naming what differs)
+        if not check_stage_inputs(out, "il", inputs):
+            log.warning("%s records no inputs (written by an older ltbench): resuming it on trust", out)
         model.load_state_dict(state["model"])
         opt_s.load_state_dict(state["opt_s"])
         opt_dc.load_state_dict(state["opt_dc"])
@@ -274,6 +296,7 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
         os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump({"il": dataclasses.asdict(cfg), "ops_backend": ops.backend()}, f, indent=2)
+        write_stage_inputs(out, "il", inputs)  # before the first checkpoint it describes
 
     for g in range(start, cfg.generations):
         t0 = time.time()
@@ -355,13 +378,27 @@ def save_il(model: ILModel, cfg: ILConfig, path: str) -> None:
 
 def _load_state(path: str) -> dict:
     """A checkpoint as tensors and plain containers only (``weights_only``): a crafted file
-    from a user path can never run code here."""
-    import pickle
+    from a user path can never run code here. One-line ``ValueError`` naming the file for
+    anything that is not an ltbench IL checkpoint."""
+    from ltbench.utils.weights import load_checkpoint
 
+    state = load_checkpoint(path, "IL checkpoint")
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{path} is not an ltbench IL checkpoint (expected a dict with 'config' and 'model', as `ltbench train-il` writes; got {type(state).__name__})")
+    return state
+
+
+def config_from_state(state: dict, path: str) -> ILConfig:
+    """The ``ILConfig`` a checkpoint was written with; an unknown or invalid field is a
+    ``ValueError`` naming the file (another ltbench version, or an edited file)."""
+    names = {f.name for f in dataclasses.fields(ILConfig)}
+    unknown = sorted(set(state["config"]) - names)
+    if unknown:
+        raise ValueError(f"{path}: its IL config has unknown field(s) {unknown} (written by another ltbench version?); retrain with `ltbench train-il`")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path} is not an ltbench IL checkpoint (only tensors and plain containers are loaded): {str(exc).splitlines()[0]}") from None
+        return ILConfig(**state["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: its IL config is invalid: {exc}") from None
 
 
 def load_il(path: str) -> ILModel:
@@ -370,6 +407,13 @@ def load_il(path: str) -> ILModel:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no trained IL model at {path}; run `ltbench train-il` first")
     state = _load_state(path)
-    model = ILModel(state["latent_shape"], state["n_classes"], ILConfig(**state["config"]))
-    model.load_state_dict(state["model"])
+    cfg = config_from_state(state, path)
+    shape, k = state.get("latent_shape"), state.get("n_classes")
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape) and isinstance(k, int) and k > 0):
+        raise ValueError(f"{path}: latent_shape {shape!r} / n_classes {k!r} are not an IL model's")
+    model = ILModel(tuple(shape), k, cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: the weights do not fit the model its config describes ({str(exc).splitlines()[0]})") from None
     return model.eval()

@@ -55,6 +55,12 @@ def _register() -> bool:
 
     def bce_backward(ctx, grad):
         logits, idx = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True (double backward): the kernel's gradient has no derivative of
+            # its own, so take the reference's, whose autograd graph is differentiable; the
+            # first-order values are the same (test_ops_fused checks them)
+            with torch.enable_grad():
+                return torch.autograd.grad(imitation_bce_reference(logits, idx), logits, grad, create_graph=True)[0], None
         return torch.ops.ltbench.imitation_bce_backward(grad, logits, idx), None
 
     torch.library.register_autograd(lib + "imitation_bce", bce_backward, setup_context=bce_setup)
@@ -63,6 +69,11 @@ def _register() -> bool:
         ctx.save_for_backward(*inputs[2:])
 
     def fuse_backward(ctx, grad):
+        if torch.is_grad_enabled():  # double backward: the same routing, by differentiable torch ops
+            m_s, m_g, m_r = (m != 0 for m in ctx.saved_tensors)
+            pick_t = torch.where(m_s != m_g, m_s, m_r)[:, None]
+            zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
+            return torch.where(pick_t, grad, zero), torch.where(pick_t, zero, grad), None, None, None
         gt, gh = torch.ops.ltbench.mask_fuse_backward(grad, *ctx.saved_tensors)
         return gt, gh, None, None, None
 

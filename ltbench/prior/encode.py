@@ -9,6 +9,7 @@ because each shard's sampling noise is seeded by (seed, shard), produces the sam
 uninterrupted run.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -19,24 +20,24 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ltbench.data.csv_dataset import CsvImageDataset, collate_skip_none
-from ltbench.data.store import FORMAT, LABELS, VERSION, ShardWriter, StoreError, identity_mismatch, read_checksum, read_manifest, shard_checksum_problem, shard_done, write_manifest
+from ltbench.data.store import FORMAT, LABELS, MANIFEST, STORE_KIND, VERSION, ShardWriter, StoreError, identity_mismatch, read_checksum, read_manifest, shard_checksum_problem, shard_done, write_manifest
 from ltbench.prior.vae import load_vae, resolve_device, vae_identity
 from ltbench.utils.dist import barrier, rank_world
-from ltbench.utils.io import atomic_write_text, clean_stale_tmp, sha256_file
+from ltbench.utils.io import atomic_write_text, check_replaceable, claim_partial, clean_stale_tmp, mark_output, sha256_file, swap_into_place
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 log = logging.getLogger("ltbench.encode")
 
 
 @dataclass(frozen=True)
-class EncodeConfig:
-    batch_size: int = opt(16, "images per VAE call; memory scales with this, not with the dataset")
-    shard_size: int = opt(1024, "latents per shard file: the unit of resume and of work per rank")
+class EncodeConfig(Config):
+    batch_size: int = opt(16, "images per VAE call; memory scales with this, not with the dataset", ge=1, le=1 << 16)
+    shard_size: int = opt(1024, "latents per shard file: the unit of resume and of work per rank", ge=1, le=1 << 24)
     latent: str = opt("sample", "\"sample\" the posterior (Stable Diffusion training) or take its \"mean\"")
     dtype: str = opt("float16", "on-disk dtype; latents are ~unit scale, fp16 halves disk at ~1e-3 rel. error")
-    seed: int = opt(0, "seeds the posterior sample of each shard")
-    num_workers: int = opt(0, "DataLoader workers for image decoding")
+    seed: int = opt(0, "seeds the posterior sample of each shard", ge=0)
+    num_workers: int = opt(0, "DataLoader workers for image decoding", ge=0, le=256)
     device: str = opt("auto", "\"auto\" = cuda if available, else cpu")
 
     def __post_init__(self):
@@ -44,8 +45,6 @@ class EncodeConfig:
             raise ValueError(f"latent must be 'sample' or 'mean', got {self.latent!r}")
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
-        if self.batch_size < 1 or self.shard_size < 1:
-            raise ValueError("batch_size and shard_size must be >= 1")
 
 
 def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg: EncodeConfig = EncodeConfig(), overwrite: bool = False, progress: bool = True) -> str:
@@ -86,11 +85,13 @@ def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg
         "classes": list(dataset.classes),
         "complete": False,
     }
+    final = out
     if rank == 0:
-        _prepare(out, manifest, overwrite)
+        out = _prepare(final, manifest, overwrite)
         clean_stale_tmp(out)  # temporary shard files of a killed run (never a live writer's)
         atomic_write_text(os.path.join(out, LABELS), dataset.frame.to_csv(index=False))
     barrier()
+    out = _work_folder(final, manifest)  # every rank: where rank 0 prepared
 
     mine = []
     for s in range(n_shards):
@@ -120,7 +121,7 @@ def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg
                         dist = vae.encode(x.to(device)).latent_dist
                         z = (dist.sample(generator=gen) if cfg.latent == "sample" else dist.mode()) * scaling
                     if not torch.isfinite(z).all():
-                        raise FloatingPointError(f"VAE produced non-finite latents for rows {idx.tolist()[:5]}... of {csv}")
+                        raise ValueError(f"the VAE of {vae_identity(prior)['path']} produced non-finite latents (NaN or inf weights?) for rows {idx.tolist()[:5]} of {csv}")
                     writer.write(idx.numpy() - lo, z.float().cpu().numpy().astype(cfg.dtype))
                     got += len(idx)
                     bar.update(len(idx))
@@ -144,32 +145,71 @@ def encode_dataset(dataset: CsvImageDataset, csv: str, prior: str, out: str, cfg
         manifest["shard_sha256"] = sums
         manifest["complete"] = True
         write_manifest(out, manifest)
-    return out
+        if out != final:
+            swap_into_place(out, final, legacy=_is_store)  # the old store is deleted only now
+    return final
 
 
-def _prepare(out: str, manifest: dict, overwrite: bool) -> None:
-    if os.path.exists(os.path.join(out, "manifest.json")):
+def _is_store(folder: str) -> bool:
+    """A latent store written before output markers existed: its manifest names the format."""
+    try:
+        with open(os.path.join(folder, MANIFEST)) as f:
+            m = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("format") == FORMAT
+
+
+def _same_store(folder: str, manifest: dict) -> bool:
+    try:
+        return not identity_mismatch(read_manifest(folder), manifest)
+    except StoreError:
+        return False
+
+
+def _work_folder(out: str, manifest: dict) -> str:
+    """Where this encode writes: ``out`` itself when it is absent, empty or holds this same
+    encode (resumed in place), else ``out.partial`` (``--overwrite``: the old store stays
+    whole until the new one is complete and swapped in)."""
+    return out if _same_store(out, manifest) else out.rstrip("/") + ".partial"
+
+
+def _prepare(out: str, manifest: dict, overwrite: bool) -> str:
+    """Refuse what may not be written (another store or a foreign folder without
+    ``overwrite``; a folder ltbench did not write even with it), create or resume the folder
+    the shards go to, and return it."""
+    if os.path.isdir(out) and os.path.exists(os.path.join(out, MANIFEST)):
         try:
             old = read_manifest(out)
         except StoreError:
             if not overwrite:
                 raise
             old = None
-        if old is not None:
+        if old is not None and not identity_mismatch(old, manifest):
+            log.info("resuming latent store %s", out)
+            write_manifest(out, {**manifest, "complete": False})
+            return out
+        if old is not None and not overwrite:
             diff = identity_mismatch(old, manifest)
-            if diff and not overwrite:
-                raise StoreError(f"latent store {out} was made with different settings ({', '.join(diff)}); pass --overwrite to replace it, or choose another --out")
-            if not diff:
-                log.info("resuming latent store %s", out)
-                write_manifest(out, {**manifest, "complete": False})
-                return
-        shutil.rmtree(out)
-    elif os.path.isdir(out) and os.listdir(out):
-        if not overwrite:
+            raise StoreError(f"latent store {out} was made with different settings ({', '.join(diff)}); pass --overwrite to replace it, or choose another --out")
+        check_replaceable(out, overwrite, legacy=_is_store)
+    elif os.path.lexists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        if os.path.isdir(out) and not overwrite:
             raise StoreError(f"{out} exists, is not empty and is not a latent store; choose another --out or pass --overwrite")
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
-    write_manifest(out, manifest)
+        check_replaceable(out, overwrite, legacy=_is_store)
+    else:  # absent or empty: the store is built (and resumed) in place
+        mark_output(out, STORE_KIND)
+        write_manifest(out, manifest)
+        return out
+    partial = out.rstrip("/") + ".partial"
+    claim_partial(partial, STORE_KIND, legacy=_is_store)
+    if _same_store(partial, manifest):
+        log.info("resuming the replacement of latent store %s in %s", out, partial)
+    else:
+        shutil.rmtree(partial)  # ours (marked): an interrupted replacement with other settings
+        claim_partial(partial, STORE_KIND)
+    write_manifest(partial, {**manifest, "complete": False})
+    return partial
 
 
 __all__ = ["EncodeConfig", "encode_dataset"]

@@ -18,12 +18,13 @@ import contextlib
 import inspect
 import json
 import os
+import pickle
 
 import numpy as np
 import torch
 
 from ltbench.prior.vae import resolve_prior
-from ltbench.config import REFINE_GUIDANCE, ROENTGEN_GUIDANCE, ROENTGEN_STEPS
+from ltbench.config import REFINE_GUIDANCE, ROENTGEN_GUIDANCE, ROENTGEN_STEPS, check_value
 
 COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
 
@@ -119,6 +120,7 @@ class Prior:
         from tqdm.auto import tqdm
 
         self._check_schedule(steps, guidance)
+        check_value("--batch-size", batch_size, int, ge=1)
         gen = self._gen(seed)
         c, s, _ = self.latent_shape
         if noise is not None and (tuple(noise.shape) != (len(prompts), c, s, s) or not torch.isfinite(noise).all()):
@@ -151,6 +153,7 @@ class Prior:
         if mode not in ("tail", "sdedit"):
             raise ValueError(f"refine mode must be 'tail' or 'sdedit', got {mode!r}")
         self._check_schedule(steps, guidance)
+        check_value("batch_size", batch_size, int, ge=1)
         if not 0 <= k <= steps:
             raise ValueError(f"k must be in [0, steps={steps}], got {k}")
         if latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:
@@ -195,6 +198,7 @@ class Prior:
     def decode(self, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
         """Scaled latents Tensor[N, C, h, w] -> images Tensor[N, 3, H, W] in [0, 1] (fp32, cpu)."""
         vae = self.pipe.vae
+        check_value("batch_size", batch_size, int, ge=1)
         out = []
         for i in range(0, len(latents), batch_size):
             z = latents[i : i + batch_size].to(self.device, vae.dtype) / self.scaling_factor
@@ -214,6 +218,7 @@ class Prior:
     def encode(self, images: torch.Tensor, batch_size: int = 32, sample: bool = False, seed=0) -> torch.Tensor:
         """Images Tensor[N, 3, H, W] in [0, 1] -> scaled latents (posterior mean unless ``sample``)."""
         vae, gen = self.pipe.vae, self._gen(seed)
+        check_value("batch_size", batch_size, int, ge=1)
         out = []
         for i in range(0, len(images), batch_size):
             x = images[i : i + batch_size].to(self.device, vae.dtype) * 2 - 1
@@ -231,7 +236,10 @@ def load_prior(path: str = "phantom", device: str = "auto", precision: str = "au
 
     from ltbench.prior.vae import dtype_kwargs, resolve_device
 
+    from ltbench.utils.weights import check_model_folder
+
     folder = check_pipeline_folder(resolve_prior(path))
+    check_model_folder(folder)  # a crafted .bin is refused by name before diffusers reads it
     dev = resolve_device(device)
     dtype = _dtype(precision, dev)
     from diffusers.utils import logging as dlog
@@ -239,8 +247,8 @@ def load_prior(path: str = "phantom", device: str = "auto", precision: str = "au
     dlog.disable_progress_bar()  # a loading bar per call is noise in every job's log
     try:
         pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **dtype_kwargs(dtype))
-    except (OSError, ValueError, EnvironmentError) as exc:
-        raise RuntimeError(f"cannot load the prior in {folder}: {exc}") from exc
+    except (OSError, ValueError, EnvironmentError, pickle.UnpicklingError, EOFError) as exc:
+        raise RuntimeError(f"cannot load the prior in {folder}: {' '.join(str(exc).split())[:500]}") from exc
     finally:
         dlog.enable_progress_bar()
     return Prior(pipe.to(dev), dev, dtype, folder)

@@ -23,20 +23,20 @@ from ltbench.data.classes import PAPER_CLASSES, TARGET_PREVALENCE
 from ltbench.data.phantom import PhantomConfig, generate, make_labels
 from ltbench.nets import SmallCNN, balanced_pos_weight, fit_multilabel, predict_proba, thresholds_at_fpr
 
-from ltbench.config import ROENTGEN_GUIDANCE, ROENTGEN_STEPS, opt
+from ltbench.config import ROENTGEN_GUIDANCE, ROENTGEN_STEPS, Config, opt
 
 
 @dataclass(frozen=True)
-class QualityConfig:
-    n_heldout: int = opt(500, "benchmark test-split images for the reconstruction error")
-    n_judge: int = opt(6000, "real phantom images the judge classifier trains on")
-    judge_seed: int = opt(2000, "a phantom seed of its own (neither the benchmark's nor the prior's)")
-    judge_epochs: int = opt(8, "training epochs of the prompt-fidelity judge")
-    judge_fpr: float = opt(0.1, "per-class threshold: this fraction of real negatives is \"recognised\"")
-    n_per_class: int = opt(64, "generated samples per prompted class (64: a rate's standard error <= 0.06)")
-    steps: int = opt(ROENTGEN_STEPS, "sampling steps (RoentGen's model card)")
-    guidance: float = opt(ROENTGEN_GUIDANCE, "classifier-free guidance (RoentGen's model card)")
-    seed: int = opt(0, "sampling and judge seed")
+class QualityConfig(Config):
+    n_heldout: int = opt(500, "benchmark test-split images for the reconstruction error", ge=1, le=1_000_000)
+    n_judge: int = opt(6000, "real phantom images the judge classifier trains on", ge=1, le=10_000_000)
+    judge_seed: int = opt(2000, "a phantom seed of its own (neither the benchmark's nor the prior's)", ge=0)
+    judge_epochs: int = opt(8, "training epochs of the prompt-fidelity judge", ge=1, le=10_000)
+    judge_fpr: float = opt(0.1, "per-class threshold: this fraction of real negatives is \"recognised\"", gt=0, lt=1)
+    n_per_class: int = opt(64, "generated samples per prompted class (64: a rate's standard error <= 0.06)", ge=1, le=1_000_000)
+    steps: int = opt(ROENTGEN_STEPS, "sampling steps (RoentGen's model card)", ge=1, le=1000)
+    guidance: float = opt(ROENTGEN_GUIDANCE, "classifier-free guidance (RoentGen's model card)", ge=1, le=100)
+    seed: int = opt(0, "sampling and judge seed", ge=0)
 
 
 def _gray(images: torch.Tensor) -> torch.Tensor:

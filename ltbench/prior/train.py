@@ -32,39 +32,39 @@ import torch.nn.functional as F
 from ltbench.data.phantom import PhantomConfig, generate
 from ltbench.prior.components import make_schedulers, make_text_encoder, make_tokenizer, make_unet, make_vae, prompt_for
 from ltbench.utils.dist import barrier, ddp_loss_scale, is_main, local_rows, wrap_ddp
-from ltbench.utils.io import atomic_path, atomic_write_json
+from ltbench.utils.io import atomic_path, atomic_write_json, check_replaceable, claim_partial, swap_into_place
 
-from ltbench.config import opt
+from ltbench.config import Config, opt
 
 log = logging.getLogger("ltbench.prior.train")
 
 
 @dataclass(frozen=True)
-class PriorTrainConfig:
-    n_images: int = opt(10_000, "phantom images rendered (split \"all\": all of them are training images)")
-    phantom_seed: int = opt(1000, "not the benchmark's seed: the prior never sees benchmark images")
-    size: int = opt(64, "px; the default preset's resolution")
-    split: str = opt("all", "\"all\" images of the sample, or only its \"train\" split (with train_frac/val_frac: the benchmark's own train images, as a user fine-tunes a prior on theirs)")
-    train_frac: float = opt(0.7, "split \"train\": the phantom's train fraction (Table 1's default preset: 0.35)")
-    val_frac: float = opt(0.1, "split \"train\": the phantom's val fraction (Table 1's default preset: 0.05)")
-    vae_channels: tuple = opt((16, 32, 32), "VAE block widths; len - 1 stride-2 levels (x4: 16x16 latents at 64 px)")
-    latent_channels: int = opt(8, "latent channels C (Stable Diffusion: 4; with 4 at x4 the faint findings did not survive)")
-    seed: int = opt(0, "init, batch order, noise, timesteps, prompt dropout")
-    vae_steps: int = opt(3500, "VAE optimiser steps (cosine-decayed rate)")
-    vae_batch: int = opt(32, "images per VAE step")
-    vae_lr: float = opt(1e-3, "small models tolerate a high rate; AdamW")
-    kl_weight: float = opt(1e-6, "SD's VAE: a nearly deterministic autoencoder")
-    finding_weight: float = opt(20.0, "extra MSE weight inside the findings' ground-truth masks: small, faint findings are most of what matters and least of the pixels")
-    perceptual_weight: float = opt(0.05, "feature-matching loss in a phantom classifier's layers (LPIPS's role in SD's VAE); 0 = pixels only")
-    perceptual_epochs: int = opt(3, "that classifier's training (its own net, not the oracle or the judge)")
-    unet_steps: int = opt(3000, "UNet + text encoder optimiser steps")
-    unet_batch: int = opt(64, "latents per UNet step")
-    unet_lr: float = opt(1e-3, "UNet + text encoder rate, AdamW")
-    ema_decay: float = opt(0.999, "the shipped UNet is the EMA of the trained one")
-    cond_dropout: float = opt(0.1, "empty prompt this often, for classifier-free guidance")
-    tail_balance: float = opt(0.75, "UNet batches drawn with weight prevalence^-this of an image's rarest label (0 = uniform, 1 = every class equally often); 0.5 left Tortuous Aorta out of text-to-image, 1.0 lost Fracture")
-    checkpoint_every: int = opt(200, "steps between resumable checkpoints")
-    unet_storage_dtype: str = opt("float16", "the saved UNet's dtype: halves the shipped file; loaders cast to their precision")
+class PriorTrainConfig(Config):
+    n_images: int = opt(10_000, "phantom images rendered (split \"all\": all of them are training images)", ge=1, le=10_000_000)
+    phantom_seed: int = opt(1000, "not the benchmark's seed: the prior never sees benchmark images", ge=0)
+    size: int = opt(64, "px; the default preset's resolution", ge=16, le=512)
+    split: str = opt("all", "\"all\" images of the sample, or only its \"train\" split (with train_frac/val_frac: the benchmark's own train images, as a user fine-tunes a prior on theirs)", choices=("all", "train"))
+    train_frac: float = opt(0.7, "split \"train\": the phantom's train fraction (Table 1's default preset: 0.35)", ge=0, le=1)
+    val_frac: float = opt(0.1, "split \"train\": the phantom's val fraction (Table 1's default preset: 0.05)", ge=0, le=1)
+    vae_channels: tuple = opt((16, 32, 32), "VAE block widths; len - 1 stride-2 levels (x4: 16x16 latents at 64 px)", ge=1, le=4096)
+    latent_channels: int = opt(8, "latent channels C (Stable Diffusion: 4; with 4 at x4 the faint findings did not survive)", ge=1, le=1024)
+    seed: int = opt(0, "init, batch order, noise, timesteps, prompt dropout", ge=0)
+    vae_steps: int = opt(3500, "VAE optimiser steps (cosine-decayed rate)", ge=0)
+    vae_batch: int = opt(32, "images per VAE step", ge=1, le=1 << 20)
+    vae_lr: float = opt(1e-3, "small models tolerate a high rate; AdamW", gt=0, le=10)
+    kl_weight: float = opt(1e-6, "SD's VAE: a nearly deterministic autoencoder", ge=0)
+    finding_weight: float = opt(20.0, "extra MSE weight inside the findings' ground-truth masks: small, faint findings are most of what matters and least of the pixels", ge=0)
+    perceptual_weight: float = opt(0.05, "feature-matching loss in a phantom classifier's layers (LPIPS's role in SD's VAE); 0 = pixels only", ge=0)
+    perceptual_epochs: int = opt(3, "that classifier's training (its own net, not the oracle or the judge)", ge=0, le=10_000)
+    unet_steps: int = opt(3000, "UNet + text encoder optimiser steps", ge=0)
+    unet_batch: int = opt(64, "latents per UNet step", ge=1, le=1 << 20)
+    unet_lr: float = opt(1e-3, "UNet + text encoder rate, AdamW", gt=0, le=10)
+    ema_decay: float = opt(0.999, "the shipped UNet is the EMA of the trained one", ge=0, le=1)
+    cond_dropout: float = opt(0.1, "empty prompt this often, for classifier-free guidance", ge=0, lt=1)
+    tail_balance: float = opt(0.75, "UNet batches drawn with weight prevalence^-this of an image's rarest label (0 = uniform, 1 = every class equally often); 0.5 left Tortuous Aorta out of text-to-image, 1.0 lost Fracture", ge=0, le=1)
+    checkpoint_every: int = opt(200, "steps between resumable checkpoints", ge=1)
+    unet_storage_dtype: str = opt("float16", "the saved UNet's dtype: halves the shipped file; loaders cast to their precision", choices=("float16", "bfloat16", "float32"))
 
 
 PRESETS = {
@@ -159,6 +159,32 @@ class _Denoiser(torch.nn.Module):
         return self.unet(noisy, t, self.text_encoder(tokens)[0]).sample
 
 
+def _is_prior(folder: str) -> bool:
+    """A prior written by ``ltbench prior train`` before output markers existed (the shipped
+    one): its training_config.json records the preset's config."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "training_config.json")) as f:
+            return "preset_config" in json.load(f)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+_CHECKPOINT_KEYS = ("config", "stage", "step", "vae", "vae_opt", "gen")
+
+
+def _load_checkpoint(path: str) -> dict:
+    """A prior-training checkpoint, weights-only; anything else (crafted, empty, truncated, a
+    plain tensor) is a one-line ``ValueError`` naming the file."""
+    from ltbench.utils.weights import load_checkpoint
+
+    state = load_checkpoint(path, "prior checkpoint")
+    if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS) or state["stage"] not in ("vae", "unet") or not isinstance(state["step"], int):
+        raise ValueError(f"prior checkpoint {path} is not an ltbench prior-training checkpoint (expected {list(_CHECKPOINT_KEYS)}); delete it or use another --work-dir")
+    return state
+
+
 def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool = True) -> str:
     """Train and write the pipeline folder ``out``; checkpoints go to ``work_dir``."""
     from diffusers import StableDiffusionPipeline
@@ -172,7 +198,9 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     torch.manual_seed(cfg.seed)
     ckpt_path = os.path.join(work_dir, "checkpoint.pt")
     os.makedirs(work_dir, exist_ok=True)
-    state = torch.load(ckpt_path, weights_only=True) if os.path.exists(ckpt_path) else None  # tensors and plain containers only: no code from a file
+    if is_main():  # before hours of training: never replace a folder ltbench did not write
+        check_replaceable(out, True, legacy=_is_prior, option="--out")
+    state = _load_checkpoint(ckpt_path) if os.path.exists(ckpt_path) else None  # tensors and plain containers only: no code from a file
     if state is not None and state["config"] != dataclasses.asdict(cfg):
         raise ValueError(f"{ckpt_path} was written with another config; delete {work_dir} or use another --work-dir")
 
@@ -286,13 +314,10 @@ def train_prior(cfg: PriorTrainConfig, out: str, work_dir: str, progress: bool =
     unet.to(storage)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=infer_sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     tmp = out.rstrip("/") + ".partial"
+    claim_partial(tmp, "prior", legacy=_is_prior)
     pipe.save_pretrained(tmp, safe_serialization=True)
     atomic_write_json(os.path.join(tmp, "training_config.json"), {"preset_config": dataclasses.asdict(cfg), "phantom": dataclasses.asdict(phantom), "scaling_factor": scaling, "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
-    if os.path.exists(out):
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    swap_into_place(tmp, out, legacy=_is_prior)  # the old pipeline is deleted only once the new one is in place
     log.info("prior written to %s in %.0fs", out, time.time() - t0)
     barrier()
     return out

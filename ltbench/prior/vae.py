@@ -64,11 +64,16 @@ def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype =
     """``AutoencoderKL`` from a local folder, offline, in eval mode."""
     from diffusers import AutoencoderKL
 
+    import pickle
+
+    from ltbench.utils.weights import check_model_folder
+
     folder = vae_folder(path)
+    check_model_folder(folder)  # a crafted .bin is refused by name before diffusers reads it
     try:
         vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, **dtype_kwargs(dtype))
-    except (OSError, ValueError, EnvironmentError) as exc:
-        raise RuntimeError(f"cannot load the VAE in {folder}: {exc}") from exc
+    except (OSError, ValueError, EnvironmentError, pickle.UnpicklingError, EOFError) as exc:
+        raise RuntimeError(f"cannot load the VAE in {folder}: {' '.join(str(exc).split())[:500]}") from exc
     return vae.to(device).eval().requires_grad_(False)
 
 

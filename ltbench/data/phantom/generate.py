@@ -23,7 +23,9 @@ from ltbench.data.classes import PAPER_CLASSES
 from ltbench.data.phantom.config import PhantomConfig
 from ltbench.data.phantom.labels import sample_labels
 from ltbench.data.phantom.render import RENDERER_VERSION, STREAM_LABELS, STREAM_SPLIT, render
-from ltbench.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from ltbench.config import check_value
+from ltbench.data.csv_dataset import MAX_IMAGE_SIZE
+from ltbench.utils.io import atomic_path, atomic_write_json, atomic_write_text, check_replaceable, claim_partial, swap_into_place
 
 log = logging.getLogger("ltbench.data.phantom")
 SPLITS = ("train", "val", "test")
@@ -83,7 +85,7 @@ def assign_split(labels: np.ndarray, rng: np.random.Generator, cfg: PhantomConfi
     ``labels`` in place only when the sample is too small to move positives)."""
     n, m = len(labels), cfg.min_test_positives
     perm = rng.permutation(n)
-    n_train, n_val = int(round(cfg.train_frac * n)), int(round(cfg.val_frac * n))
+    n_train, n_val = int(round(cfg.train_frac * n)), int(round(cfg.val_frac * n))  # as n_test_images counts them
     split = np.empty(n, dtype=object)
     split[perm[:n_train]] = "train"
     split[perm[n_train : n_train + n_val]] = "val"
@@ -165,8 +167,9 @@ def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress:
 
     if layout not in ("phantom", "mimic-cxr-lt"):
         raise ValueError(f"layout must be 'phantom' or 'mimic-cxr-lt', got {layout!r}")
-    if upsample_to is not None and upsample_to < cfg.size:
-        raise ValueError(f"upsample_to ({upsample_to}) must be >= the rendered size ({cfg.size})")
+    check_value("--batch-size", batch_size, int, ge=1, le=1 << 20)  # before any folder exists: no OUT.partial left behind
+    if upsample_to is not None:
+        check_value("--upsample-to", upsample_to, int, ge=cfg.size, le=MAX_IMAGE_SIZE)
     meta = {"dataset": "CXR-Phantom-LT", "config": dataclasses.asdict(cfg), "renderer": RENDERER_VERSION, "classes": list(PAPER_CLASSES), "layout": layout, "upsample_to": upsample_to}
 
     def same(prev):  # same config and same renderer: the same bytes
@@ -174,18 +177,20 @@ def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress:
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise FileExistsError(f"--out {out} is a file, not a dataset folder; choose another path (--overwrite never deletes a file)")
-    if os.path.exists(out):
+    if os.path.isdir(out):
         prev = _read_meta(out)
         if same(prev) and os.path.exists(os.path.join(out, LABELS_CSV)):
             log.info("phantom at %s already matches this config; nothing to do", out)
             return out
         if not overwrite:
             raise FileExistsError(f"{out} exists and is not a phantom made with this config and renderer (version {RENDERER_VERSION}); pass overwrite=True (--overwrite) to replace it")
-        shutil.rmtree(out)
+        check_replaceable(out, overwrite, legacy=_is_phantom)  # only a folder ltbench wrote; deleted once the new one is whole
     partial = out.rstrip("/") + ".partial"
+    claim_partial(partial, "phantom", legacy=_is_phantom)
     prev = _read_meta(partial)
     if prev is not None and not same(prev):
-        shutil.rmtree(partial)  # an interrupted run with other settings or renderer: nothing reusable
+        shutil.rmtree(partial)  # an interrupted run with other settings or renderer: nothing reusable (ours: it has the marker)
+        claim_partial(partial, "phantom", legacy=_is_phantom)
     os.makedirs(os.path.join(partial, "images" if layout == "phantom" else "files"), exist_ok=True)
     os.makedirs(os.path.join(partial, "masks"), exist_ok=True)
     atomic_write_json(os.path.join(partial, META_JSON), meta)
@@ -217,8 +222,14 @@ def write_phantom(cfg: PhantomConfig, out: str, batch_size: int = 256, progress:
     for i in range(cfg.n):
         lines.append(",".join([image_paths[i], f"masks/{names[i]}", split[i], *map(str, labels[i])]))
     atomic_write_text(os.path.join(partial, LABELS_CSV), "\n".join(lines) + "\n")
-    os.replace(partial, out)
+    swap_into_place(partial, out, legacy=_is_phantom)
     return out
+
+
+def _is_phantom(folder: str) -> bool:
+    """A phantom written before output markers existed: its phantom.json names the dataset."""
+    prev = _read_meta(folder)
+    return isinstance(prev, dict) and prev.get("dataset") == "CXR-Phantom-LT"
 
 
 def mimic_path(i: int) -> str:
@@ -260,6 +271,7 @@ def _save_png(arr: np.ndarray, path: str) -> None:
 def _read_meta(folder: str):
     try:
         with open(os.path.join(folder, META_JSON)) as f:
-            return json.load(f)
+            meta = json.load(f)
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None

@@ -31,7 +31,9 @@ RAKE_ITERS = 200
 
 
 def chexpert_csv_path() -> str:
-    import torchxrayvision
+    from ltbench.data.xrv import import_torchxrayvision
+
+    torchxrayvision = import_torchxrayvision()  # without its process-wide "ignore all warnings"
 
     path = os.path.join(os.path.dirname(torchxrayvision.__file__), "data", "chexpert_train.csv.gz")
     if not os.path.exists(path):
