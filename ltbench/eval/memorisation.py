@@ -105,7 +105,7 @@ def nearest_train(queries, train, features=None, chunk_size: int = 256, query_ch
     for i, q in enumerate(queries if isinstance(queries, (list, tuple)) else [queries]):
         q, s = _images(q, f"query set {i}")
         if s != size:
-            raise ValueError(f"query set {i} is {tuple(s)} px but the train images are {tuple(size)} px")
+            raise ValueError(f"query set {i} is {s[0]}x{s[1]} px but the train images are {size[0]}x{size[1]} px")
         sets.append(_read(q, 0, len(q)))
     if len(train) == 0:
         raise ValueError("no train images to compare with")
