@@ -8,7 +8,7 @@ negative, priors pi_k and 1 - pi_k), and the softmax over its two adjusted logit
 
 with pi_k = n_k / N_real the class's prior on the real train split and tau = 1 (the paper's
 default). The offset is added during training only; the network's raw logits are what it
-predicts with (the paper's training-time form: the adjusted minimiser of the balanced error).
+predicts with (the paper's loss form, not its post-hoc correction of a trained network).
 
 A per-class constant moves no image's rank within its class, so average precision is blind
 to a post-hoc shift: this method can change a class's AP only through what the adjusted loss
