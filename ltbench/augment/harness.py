@@ -19,12 +19,6 @@ import torch
 from ltbench.method.fusion import FusionConfig
 
 
-def _check_classes(classes, head, tail) -> None:
-    unknown = [c for c in head + tail if c not in classes]
-    if unknown:
-        raise KeyError(f"classes {unknown} are not in the latent store (it has {classes})")
-
-
 def _fsa_il(store, il: str, cfg: FusionConfig, classes, head, tail, prior, work: str, device: str, progress: bool):
     from ltbench.augment.fsa_il import generate_fusions
     from ltbench.method.cam import compute_cams
@@ -32,8 +26,11 @@ def _fsa_il(store, il: str, cfg: FusionConfig, classes, head, tail, prior, work:
     from ltbench.utils.dist import barrier, is_main
 
     model = load_il(il)
+    from ltbench.utils.io import claim_partial
+
     cams_dir = os.path.join(work, "cams")
     if is_main():
+        claim_partial(work, "augment-scratch")  # refuses a folder of that name ltbench did not write
         cams, scores = compute_cams(model, store, cams_dir, method=cfg.cam, layers=cfg.cam_layers, progress=progress)
     barrier()  # under torchrun: rank 0 computes the CAMs, the others read them
     if not is_main():
@@ -68,9 +65,10 @@ def _registered(method: str, store, cfg: FusionConfig, classes, head, tail, prio
 def run_augment(method: str, latents: str, out: str, cfg: FusionConfig = FusionConfig(), il: str | None = None, prior: str = "phantom", split: str = "train", head=None, tail=None, device: str = "auto", overwrite: bool = False, progress: bool = True) -> dict | None:
     """Generate and write the samples; returns {"n", "unet_evals_per_sample", "out"} on rank 0
     (None on the other ranks, and n = 0 with nothing written when the method makes none)."""
+    from ltbench.augment import check_head_tail
     from ltbench.data.presets import DATASETS
     from ltbench.data.store import LatentStore
-    from ltbench.data.writer import write_decoded
+    from ltbench.data.writer import check_image_folder_out, write_decoded
     from ltbench.prior.pipeline import load_prior
     from ltbench.prior.vae import vae_identity
     from ltbench.utils.dist import is_main
@@ -79,16 +77,18 @@ def run_augment(method: str, latents: str, out: str, cfg: FusionConfig = FusionC
         raise ValueError(f"--steps (refinement) applies to fsa-il only, not --method {method}")
     if method == "fsa-il" and not il:
         raise ValueError("--method fsa-il needs --il (an iterated-learning run folder from `ltbench train-il`)")
+    if is_main():
+        check_image_folder_out(out, overwrite)  # refused before any work, not after it
     store = LatentStore(latents, split=split)
     classes = list(store.classes)
     head, tail = list(head or DATASETS["phantom"].head), list(tail or DATASETS["phantom"].tail)
-    _check_classes(classes, head, tail)
+    check_head_tail(classes, head, tail)
     pipe = load_prior(prior, device=device)
     if vae_identity(pipe.path)["weights_sha256"] != store.manifest["identity"]["vae"]["weights_sha256"]:
         raise ValueError(f"the latents in {latents} were encoded with another VAE than the prior {pipe.path}'s; decode with the prior that encoded them")
     if is_main():
         print(json.dumps({"augment": dataclasses.asdict(cfg), "method": method, "head": head, "tail": tail, "rows": len(store)}, indent=2))
-    work = out.rstrip("/") + ".work"
+    work = out.rstrip("/") + ".work"  # the CAMs: ltbench's own scratch folder (marked), removed when done
     with pipe.count_unet() as cnt:
         if method == "fsa-il":
             z, y, extra = _fsa_il(store, il, cfg, classes, head, tail, pipe, work, device, progress)
@@ -96,7 +96,10 @@ def run_augment(method: str, latents: str, out: str, cfg: FusionConfig = FusionC
             z, y, extra = _registered(method, store, cfg, classes, head, tail, pipe)
     if not is_main():
         return None
-    shutil.rmtree(work, ignore_errors=True)
+    from ltbench.utils.io import output_kind
+
+    if output_kind(work) == "augment-scratch":
+        shutil.rmtree(work)
     if len(z):
         write_decoded(out, pipe, z, y, classes, extra=extra, overwrite=overwrite)
     return {"n": len(z), "unet_evals_per_sample": cnt.rows / max(len(z), 1), "out": out}

@@ -13,7 +13,10 @@ P(generated) = the generated share of the pool (its own generator); a real slot 
 index of the real stream, a generated slot the next of the generated stream. With no generated
 images this is exactly the ``none`` row's sequence, so the seed-to-seed spread of the
 initialisation and data order cancels in a row's difference from ``none``
-(``ltbench.eval.stats.paired_difference``)."""
+(``ltbench.eval.stats.paired_difference``).
+
+How a row trains is its training method (``ltbench.eval.training``: the loss, optionally its
+own sampler and which parameters train); ``method=None`` is plain BCE on every parameter."""
 
 from dataclasses import dataclass
 
@@ -134,31 +137,41 @@ def _check_train_inputs(images, labels, n_real):
     return x, y, n_real
 
 
-def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, seed: int, device: str, progress: bool, desc: str):
-    """``steps`` one-cycle AdamW steps on the batches of ``paired_batches``. In a torchrun
-    process group the global batch is split over the ranks (``local_rows``) and the network
-    trains in DistributedDataParallel: W processes take one process's steps on 1/W of each
-    batch (BatchNorm local per rank, running statistics averaged at the end)."""
+def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, seed: int, device: str, progress: bool, desc: str, method=None):
+    """``steps`` one-cycle AdamW steps on the batches of ``paired_batches``, or those of a
+    training method (``ltbench.eval.training``: its loss, its batches, the parameters it
+    trains; None: plain BCE on every parameter). In a torchrun process group the global batch
+    is split over the ranks (``local_rows``) and the network trains in
+    DistributedDataParallel: W processes take one process's steps on 1/W of each batch
+    (BatchNorm local per rank, running statistics averaged at the end)."""
     from tqdm.auto import tqdm
 
+    from ltbench.eval.training import PlainBCE
     from ltbench.utils.dist import average_buffers, ddp_loss_scale, group_rank_world, local_rows, wrap_ddp
 
     world = group_rank_world()[1]
     if cfg.batch_size < 2 * world:
         raise ValueError(f"batch_size {cfg.batch_size} is too small for {world} processes: every rank needs >= 2 images per step (BatchNorm)")
-    model = wrap_ddp(net)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    method = PlainBCE() if method is None else method
+    grad_flags = [p.requires_grad for p in net.parameters()]
     net.train()
-    batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed, cfg.generated_share)
+    params = method.prepare(net, seed)  # before DDP: it registers only what requires grad
+    model = wrap_ddp(net)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    batches = method.batches(y, n_real, steps, cfg.batch_size, seed, cfg.generated_share)
+    if batches is None:
+        batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed, cfg.generated_share)
     for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
         mine = local_rows(b)
-        loss = F.binary_cross_entropy_with_logits(model(_prep(_rows(x, mine), cfg).to(device)), y[mine].to(device))
+        loss = method.loss(model(_prep(_rows(x, mine), cfg).to(device)), y[mine].to(device))
         opt.zero_grad(set_to_none=True)
         (loss * ddp_loss_scale(len(mine), len(b))).backward()
         opt.step()
         sched.step()
     average_buffers(net)
+    for p, flag in zip(net.parameters(), grad_flags):  # a method's freezing ends with its training
+        p.requires_grad_(flag)
     return net.eval()
 
 
@@ -184,15 +197,24 @@ def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str
     return {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
 
-def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(), seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121", n_real: int | None = None, init: dict | None = None) -> torch.nn.Module:
+def train_classifier(images, labels, cfg: ClassifierConfig = ClassifierConfig(), seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121", n_real: int | None = None, init: dict | None = None, method=None) -> torch.nn.Module:
     """Train on images [N, H, W] (uint8 or float [0, 1]) and 0/1 labels [N, K]: the first
     ``n_real`` rows are the real train set, the rest generated (None: all real). Seeded init,
     or ``init`` (a ``warm_start`` state dict: the seed's shared starting point); then
-    ``cfg.steps`` steps of batches from ``paired_batches``. Returns the network in eval mode."""
+    ``cfg.steps`` steps of batches from ``paired_batches``. ``method``: how to train
+    (``ltbench.eval.training``: None for plain BCE, a registered name, or a
+    ``TrainingMethod``), fitted here on the real rows' labels. Returns the network in eval
+    mode."""
+    from ltbench.eval.training import resolve_training_method
+
     x, y, n_real = _check_train_inputs(images, labels, n_real)
+    method = resolve_training_method(method)
+    method.fit(y[:n_real])
+    if method.needs_warm_start and init is None:
+        raise ValueError(f"training method {method.name!r} re-trains part of a learned network: pass init= (a warm_start state dict, cfg.warm_steps >= 1)")
     net = _seeded_net(y.shape[1], seed, init, device, cfg)
     lr = cfg.finetune_lr if init is not None and cfg.finetune_lr > 0 else cfg.lr
-    return _fit(net, x, y, n_real, cfg.steps, lr, cfg, seed, device, progress, desc)
+    return _fit(net, x, y, n_real, cfg.steps, lr, cfg, seed, device, progress, desc, method)
 
 
 @torch.no_grad()
@@ -238,8 +260,9 @@ def score_classifier(net: torch.nn.Module, test_x, test_y, classes, cfg: Classif
     return average_precisions(test_y, predict(net, test_x, cfg, device=next(net.parameters()).device.type), classes, required)
 
 
-def train_and_score(train_x, train_y, test_x, test_y, classes, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", n_real: int | None = None, init: dict | None = None, progress: bool = False, desc: str = "densenet121", required=None) -> tuple[torch.nn.Module, dict]:
+def train_and_score(train_x, train_y, test_x, test_y, classes, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", n_real: int | None = None, init: dict | None = None, progress: bool = False, desc: str = "densenet121", required=None, method=None) -> tuple[torch.nn.Module, dict]:
     """The mAP harness in one call: ``train_classifier`` on the train pool (the first ``n_real``
-    rows real), then ``score_classifier`` on the test split. Returns (the network, {class: AP})."""
-    net = train_classifier(train_x, train_y, cfg, seed=seed, device=device, progress=progress, desc=desc, n_real=n_real, init=init)
+    rows real) with training method ``method`` (None: plain BCE), then ``score_classifier`` on
+    the test split (``required``: see ``average_precisions``). Returns (the network, {class: AP})."""
+    net = train_classifier(train_x, train_y, cfg, seed=seed, device=device, progress=progress, desc=desc, n_real=n_real, init=init, method=method)
     return net, score_classifier(net, test_x, test_y, classes, cfg, required)

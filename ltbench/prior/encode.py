@@ -229,7 +229,7 @@ def encode_folder(dataset: str, data: str, prior: str, out: str, cfg: EncodeConf
 
     with open(os.path.join(vae_folder(prior), "config.json")) as f:
         vae_cfg = json.load(f)
-    image = ImageConfig(size=size or int(vae_cfg.get("sample_size") or 512), channels=int(vae_cfg.get("in_channels", 3)), on_error=on_error, uncertain=uncertain)
+    image = ImageConfig(size=size if size is not None else int(vae_cfg.get("sample_size") or 512), channels=int(vae_cfg.get("in_channels", 3)), on_error=on_error, uncertain=uncertain)
     ds = open_dataset(dataset, data, split=split, csv=csv, image=image, classes=classes)
     csv = csv or split_csv(DATASETS[dataset], data, split or "train")
     summary = {"encode": dataclasses.asdict(cfg), "image": dataclasses.asdict(image), "dataset": dataset, "rows": len(ds)}

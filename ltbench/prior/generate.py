@@ -14,7 +14,7 @@ def run_generate(prompts: list, out: str, n: int = 8, classes=None, prior: str =
     """``n`` samples per prompt; returns {"n", "unet_evals_per_sample", "out"} on rank 0 (None
     on the other ranks)."""
     from ltbench.data.classes import PAPER_CLASSES
-    from ltbench.data.writer import write_decoded
+    from ltbench.data.writer import check_image_folder_out, write_decoded
     from ltbench.prior.pipeline import load_prior
     from ltbench.utils.dist import gather_shares, is_main, my_share, sample_generator
 
@@ -22,6 +22,8 @@ def run_generate(prompts: list, out: str, n: int = 8, classes=None, prior: str =
         raise ValueError(f"--n must be >= 1, got {n}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    if is_main():
+        check_image_folder_out(out, overwrite)  # refused before sampling, not after it
     classes = list(classes) if classes else list(PAPER_CLASSES)
     prompts = [p for p in prompts for _ in range(n)]
     pipe = load_prior(prior, device=device, precision=precision)

@@ -48,6 +48,15 @@ def check_inputs(preset: Table1Preset) -> None:
         raise FileNotFoundError(f"the {preset.name!r} preset cannot run; missing:\n  - " + "\n  - ".join(missing))
     if not preset.rows:
         raise ValueError("no Table 1 row to run")
+    # weights files a metric will read: refused now (one line, no code run), not after the stages
+    from ltbench.eval.fid import INCEPTION_EXTRACTOR, XRV_EXTRACTOR, check_weights, inception_weights, xrv_weights
+
+    check_weights(INCEPTION_EXTRACTOR, inception_weights(preset.inception_weights))
+    check_weights(XRV_EXTRACTOR, xrv_weights())
+    if preset.oracle:
+        from ltbench.eval.oracle import load_oracle
+
+        load_oracle(preset.oracle)
     for row in preset.rows:
         spec = parse_row(row)
         if spec.get("k", 0) > preset.fusion.refine_schedule:
