@@ -19,7 +19,6 @@ loss keeps its scale,
 The mean over elements (timm's ``reduction='mean'``) keeps BCE's scale; the paper sums.
 """
 
-import torch
 
 from ltbench.eval.training import TrainingMethod, class_counts, register_training_method
 

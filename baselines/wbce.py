@@ -11,7 +11,6 @@ With p = sigmoid(x), for class k of N_real real train images of which n_k are po
 ``power < 1`` tempers the weights (0.5: their square root); ``power = 0`` is plain BCE.
 """
 
-import torch
 import torch.nn.functional as F
 
 from ltbench.eval.training import TrainingMethod, class_counts, register_training_method

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from ltbench.data.classes import CXR_LT_2023_26, CXR_LT_2024_40, CXR_LT_2024_GOLD_26, MIMIC_CXR_LT_19, PAPER_CLASSES
-from ltbench.data.presets import DATASETS, open_dataset, train_counts
+from ltbench.data.presets import open_dataset, train_counts
 
 
 def _write_images(root, n, size=32, seed=0):

@@ -100,6 +100,11 @@ def test_chunks_and_row_sources_give_the_one_block_answer(tmp_path):
             assert np.array_equal(many[f"{s}_index"], one[f"{s}_index"]), s
         assert np.allclose(many["pixel"], one["pixel"], rtol=1e-12, atol=0)
         assert np.allclose(many["feature"], one["feature"], rtol=1e-5, atol=1e-7)
+    # the train features computed once beforehand give the same answer as computing them per chunk
+    pre = nearest_train(queries, train, feat, chunk_size=5, query_chunk=3, train_features=feat(train))
+    assert np.array_equal(pre["feature_index"], one["feature_index"]) and np.allclose(pre["feature"], one["feature"], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="one row per train image"):
+        nearest_train(queries, train, feat, train_features=feat(train)[:5])
     # brute force in float64
     q = np.concatenate([x.reshape(len(x), -1) for x in queries]).astype(np.float64) / 255
     t = train.reshape(len(train), -1).astype(np.float64) / 255

@@ -61,6 +61,10 @@ def test_report_families_correct_within_each_family():
         "good": {s: cell(0.80 + 0.001 * (s % 2), 0.25 + 0.01 * s + 0.0005 * s, fid=5.0 + 0.1 * s) for s in seeds},
         "smote": {s: cell(0.80, 0.20 + 0.01 * s, fid=6.0 + 0.1 * s + 0.01 * (s % 3)) for s in seeds},
     }
+    with_alt = dict(rows, wbce={s: cell(0.80, 0.21 + 0.01 * s) for s in seeds}, oversample={s: cell(0.80, 0.30 + 0.01 * s, fid=1.0) for s in seeds})
+    alt = {(e["row"], e["baseline"], e["metric"]) for e in comparisons(with_alt)["alternatives"]["comparisons"]}
+    # the generators (not the copies) against the best non-generative row by mean tail mAP: oversample
+    assert alt == {("good", "oversample", "tail_map"), ("smote", "oversample", "tail_map")}
     comp = comparisons(rows)
     down = {(e["row"], e["metric"]): e for e in comp["downstream"]["comparisons"]}
     assert down[("good", "tail_map")]["survives"] and down[("good", "tail_map")]["direction"] == "better"
@@ -69,7 +73,8 @@ def test_report_families_correct_within_each_family():
     img = {(e["row"], e["baseline"], e["metric"]): e for e in comp["images"]["comparisons"]}
     e = img[("good", "smote", "fid_oracle")]
     assert e["diff"]["mean"] < 0 and e["direction"] == "better" and e["p_improvement"] > 0.5
-    for fam in comp.values():
+    assert comp["alternatives"]["comparisons"] == []  # no non-generative row in this table
+    for fam in (f for f in comp.values() if f["comparisons"]):
         ps = sorted(x["p"] for x in fam["comparisons"] if x["p"] is not None)
         holms = sorted(x["p_holm"] for x in fam["comparisons"] if x["p_holm"] is not None)
         assert len(ps) == fam["n_comparisons"] and holms[0] == pytest.approx(min(1.0, len(ps) * ps[0]))

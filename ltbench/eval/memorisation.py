@@ -89,13 +89,15 @@ def _update(best, index, q, t, t_sq, start: int) -> None:
     index.copy_(torch.where(better, j + start, index))
 
 
-def nearest_train(queries, train, features=None, chunk_size: int = 256, query_chunk: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+def nearest_train(queries, train, features=None, chunk_size: int = 256, query_chunk: int = 256, device: str = "cpu", progress: bool = False, train_features=None) -> dict:
     """Each query image's distance to its nearest train image. ``queries``: uint8 [M, H, W]
     (or a list of such sets, taken in order as one); ``train``: uint8 [N, H, W] (array, Tensor
     or row source, read ``chunk_size`` rows at a time); ``features``: None or a function
     uint8 Tensor[B, H, W] (CPU) -> Tensor[B, F]. Returns numpy arrays {"pixel": float64[M]
     (L2 on [0, 1] images), "pixel_index": int64[M] (the train row)} and, with ``features``,
-    "feature" and "feature_index" likewise."""
+    "feature" and "feature_index" likewise. ``train_features`` (Tensor[N, F], optional): the
+    train images' features computed once beforehand (a run comparing many rows with one train
+    split), used instead of ``features`` on the train chunks."""
     if chunk_size < 1 or query_chunk < 1:
         raise ValueError(f"chunk_size and query_chunk must be >= 1, got {chunk_size} and {query_chunk}")
     from tqdm.auto import tqdm
@@ -109,6 +111,8 @@ def nearest_train(queries, train, features=None, chunk_size: int = 256, query_ch
         sets.append(_read(q, 0, len(q)))
     if len(train) == 0:
         raise ValueError("no train images to compare with")
+    if train_features is not None and (features is None or len(train_features) != len(train)):
+        raise ValueError(f"train_features must come with the features function and hold one row per train image ({len(train)}), got {None if train_features is None else len(train_features)}")
     m = sum(len(q) for q in sets)
     # query blocks (set k, its rows a:b, their offset in the queries taken as one), never concatenated
     blocks, off = [], 0
@@ -125,7 +129,7 @@ def nearest_train(queries, train, features=None, chunk_size: int = 256, query_ch
         t = raw.reshape(len(raw), -1).to(device).float() / 255
         chunk = {PIXEL: (t, (t * t).sum(1))}
         if features is not None:
-            tf = _features(features, raw, device)
+            tf = torch.as_tensor(train_features[a : a + len(raw)]).float().to(device) if train_features is not None else _features(features, raw, device)
             chunk[FEATURE] = (tf, (tf * tf).sum(1))
         for k, i, j, o in blocks:
             sl = slice(o, o + j - i)
@@ -157,7 +161,7 @@ def _compare(g: np.ndarray, h: np.ndarray, min_heldout: int) -> dict:
     }
 
 
-def memorisation(generated: dict, heldout: dict, train, features=None, alpha: float = 0.05, min_heldout: int = 5, chunk_size: int = 256, query_chunk: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+def memorisation(generated: dict, heldout: dict, train, features=None, alpha: float = 0.05, min_heldout: int = 5, chunk_size: int = 256, query_chunk: int = 256, device: str = "cpu", progress: bool = False, train_features=None) -> dict:
     """Nearest-train distances of the images generated for each tail class (``generated``:
     {class: uint8 [M_c, H, W]}) beside those of held-out real images of the class
     (``heldout``: {class: uint8 [n_c, H, W]}, never in train), against ``train`` (uint8
@@ -171,7 +175,8 @@ def memorisation(generated: dict, heldout: dict, train, features=None, alpha: fl
     "heldout_near_copy_share", "p_closer", "p_value", "p_holm", "flag"}, "flag"}},
     "overall": {"n_generated", "n_heldout", space: {"generated_median", "heldout_median",
     "near_copy_share" (pooled over classes, each against its own threshold)}, "flag",
-    "flagged_classes"}}. Flags are None where nothing could be tested."""
+    "flagged_classes"}}. Flags are None where nothing could be tested. ``train_features``: see
+    ``nearest_train``."""
     from ltbench.eval.stats import holm
 
     missing = [c for c in generated if c not in heldout]
@@ -181,7 +186,7 @@ def memorisation(generated: dict, heldout: dict, train, features=None, alpha: fl
         raise ValueError(f"alpha must be in (0, 1) and min_heldout >= 2, got {alpha} and {min_heldout}")
     classes = [c for c in generated if len(generated[c])]
     sets = [generated[c] for c in classes] + [heldout[c] for c in classes]
-    d = nearest_train(sets, train, features, chunk_size, query_chunk, device, progress)
+    d = nearest_train(sets, train, features, chunk_size, query_chunk, device, progress, train_features=train_features)
     spaces = [PIXEL] + ([FEATURE] if features is not None else [])
     sizes = [len(s) for s in sets]
     cuts = np.cumsum([0] + sizes)

@@ -127,16 +127,42 @@ def fit_names(ctx: Context, row: str, seed: int) -> dict:
 
 
 def samples(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """The cell's generated samples, from the cache in ``work/generated`` when it holds them."""
-    path = os.path.join(ctx.work, "generated", cell_key(row, seed) + ".npz")
-    want = stamp({k: v for k, v in ctx.cell_config(row, seed).items() if k != "classifier"})  # the samples do not depend on the mAP harness
-    if cached(path, want):
-        d = np.load(path)
-        return d["images"], d["labels"], d["targets"], json.loads(str(d["cost"]))
-    images, labels, targets, cost = generate_cell(ctx, row, seed)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, images=images, labels=labels, targets=targets, cost=json.dumps(cost), stamp=want)
+    """The cell's generated samples, from the cache in ``work/generated`` when it holds them.
+    A ``ROW+METHOD`` row trains on ROW's own samples of the seed (the same draw: its difference
+    from ROW is the training method's alone)."""
+    from ltbench.utils.lock import FileLock
+
+    base = parse_row(row)["base"]
+    path = os.path.join(ctx.work, "generated", cell_key(base, seed) + ".npz")
+    want = stamp({k: v for k, v in ctx.cell_config(base, seed).items() if k != "classifier"})  # the samples do not depend on the mAP harness
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FileLock(path + ".lock"):  # ROW and ROW+METHOD may run at once in two processes
+        if cached(path, want):
+            d = np.load(path)
+            return d["images"], d["labels"], d["targets"], json.loads(str(d["cost"]))
+        images, labels, targets, cost = generate_cell(ctx, base, seed)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, images=images, labels=labels, targets=targets, cost=json.dumps(cost), stamp=want)
     return images, labels, targets, cost
+
+
+def memorisation(ctx: Context, images: np.ndarray, targets: np.ndarray, seed: int) -> dict | None:
+    """Does the row's sample of each tail class sit closer to the real train images than the
+    seed's held-out real images of the class do (``ltbench.eval.memorisation``)? In pixels and,
+    with an oracle, in its feature space (the train features computed once per run). None for
+    a row without samples and for the `real` row (it IS the held-out reference)."""
+    from ltbench.eval.memorisation import memorisation as measure
+
+    if not len(images):
+        return None
+    held, _, held_targets = ctx.heldout(seed)
+    gen = {c: images[targets == ctx.classes.index(c)] for c in ctx.tail}
+    ref = {c: held[held_targets == ctx.classes.index(c)] for c in ctx.tail}
+    feats = ctx.train_features()
+    with torch.no_grad():
+        res = measure(gen, ref, ctx.x_train, features=ctx.oracle.features if feats is not None else None, train_features=feats)
+    res.pop("rule")
+    return res
 
 
 def image_metrics(ctx: Context, images: np.ndarray, labels: np.ndarray, targets: np.ndarray, seed: int) -> dict:
@@ -174,6 +200,7 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     results: dict = {"cost": cost, "localisation": cost.pop("localisation", None)}
     t = time.perf_counter()
     results.update(image_metrics(ctx, images, labels, targets, seed))
+    results["memorisation"] = None if parse_row(row)["base"] == "real" else memorisation(ctx, images, targets, seed)
     results["fit"] = fit_names(ctx, row, seed)
     results["generated_per_class"] = {c: int((targets == ctx.classes.index(c)).sum()) for c in ctx.tail}
     results["metrics_seconds"] = round(time.perf_counter() - t, 2)
@@ -182,7 +209,7 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
     init = ctx.classifier_init(seed)  # the seed's shared warm start: a stage of its own, not timed as this row's
     t = time.perf_counter()
-    _, ap = train_and_score(x, y, ctx.x_test, ctx.y_test, ctx.classes, p.classifier, seed=seed, device=ctx.classifier_device, n_real=len(ctx.x_train), init=init, progress=ctx.progress, desc=f"densenet121 {row} s{seed}", required=ctx.head + ctx.tail)
+    _, ap = train_and_score(x, y, ctx.x_test, ctx.y_test, ctx.classes, p.classifier, seed=seed, device=ctx.classifier_device, n_real=len(ctx.x_train), init=init, progress=ctx.progress, desc=f"densenet121 {row} s{seed}", required=ctx.head + ctx.tail, method=parse_row(row)["trainer"])
     results.update(head_tail_map(ap, ctx.head, ctx.tail))
     results["average_precision"] = ap
     results["classifier_seconds"] = round(time.perf_counter() - t, 2)

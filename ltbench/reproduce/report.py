@@ -31,6 +31,8 @@ METRICS = (
     ("label_fidelity", "Label fidelity (tail) ↑", lambda r: (r.get("label_fidelity") or {}).get("mean_tail"), 3),
     ("ms_on_finding_lift", "M^S on the finding − random mask ↑", lambda r: _lift(r, "ms_on_finding"), 3),
     ("finding_in_ms_lift", "Finding inside M^S − random mask ↑", lambda r: _lift(r, "finding_in_ms"), 3),
+    ("near_copies", "Near copies of train (oracle features) ↓", lambda r: _near(r), 3),
+    ("memorised", "Memorisation flag (share of seeds)", lambda r: _flag(r), 2),
     ("generated_share", "Generated share of the row's steps", lambda r: (r.get("generated_share") or {}).get("of_row_steps"), 3),
     ("unet_evals", "UNet evals / sample", lambda r: r["cost"].get("unet_evals_per_sample"), 1),
     ("samples_per_s", "Samples / s", lambda r: r["cost"].get("samples_per_s"), 1),
@@ -49,6 +51,22 @@ def _lift(r, key):
     loc = r.get("localisation")
     vals = [v[f"{key}_minus_random"]["mean"] for v in (loc or {}).values() if v[f"{key}_minus_random"]["mean"] is not None and np.isfinite(v[f"{key}_minus_random"]["mean"])]
     return float(np.mean(vals)) if vals else None
+
+
+def _near(r):
+    """The share of a row's samples closer to train than the 5th percentile of held-out real
+    images (oracle features where there is an oracle, else pixels); ~0.05 for new images."""
+    m = (r.get("memorisation") or {}).get("overall")
+    if not m:
+        return None
+    return (m.get("feature") or m.get("pixel") or {}).get("near_copy_share")
+
+
+def _flag(r):
+    """1 where the seed's memorisation test flags the row (its samples sit closer to train than
+    held-out real images do, after Holm over classes and spaces), 0 where not."""
+    m = (r.get("memorisation") or {}).get("overall")
+    return None if not m or m.get("flag") is None else float(m["flag"])
 
 
 def _space(r, space, metric):
@@ -176,6 +194,7 @@ def render(out: str, rows, seeds: int | None = None, run_info: dict | None = Non
         "- Head/Tail mAP: DenseNet121 trained on train + generated images, one recipe and step budget for every row (from the seed's shared warm start where the preset has one, `classifier.warm_steps` > 0, else from scratch); sklearn average precision on the test split. "
         "Within a seed every row starts from the same weights and sees the real images in the same order; Δ is the paired difference from `none` with its 95% paired t-interval; † marks a difference that survives Holm's correction over its family (below). "
         "'Generated share of the row's steps' is the share of the batch slots of the row's own steps that are generated images.",
+        "- Memorisation: each generated image's distance to its nearest real train image (oracle features and pixels) beside the seed's held-out real images' (`ltbench.eval.memorisation`); 'near copies' is the share closer to train than the 5th percentile of the held-out distances (~0.05 for samples as new as real images), the flag (share of seeds) is a one-sided Mann-Whitney test per class and space with Holm's correction.",
         "- Label fidelity: fraction of the samples made for tail class c that the oracle calls positive for c (per-class threshold at a fixed false-positive rate on clean real images), averaged over tail classes.",
         "- Localisation (fsa-il rows on the phantom): over the tail examples a cell fused, how much more of M^S lies on the finding's ground-truth mask, and how much more of the finding lies inside M^S, than for a random mask of M^S's area; averaged over tail classes (0 = chance).",
         "- Cost: UNet evaluations per generated sample (classifier-free guidance counts two) and generated samples per second, including the VAE decode; the one-off fit (iterated learning + CAMs, shared by the fsa-il rows) and the time to the preset's samples per class (fit + generation).",
@@ -215,6 +234,7 @@ COMPACT = (
     ("precision_oracle", "precision ↑", 2),
     ("recall_oracle", "recall ↑", 2),
     ("label_fidelity", "label fid. ↑", 2),
+    ("near_copies", "near copies ↓", 2),
     ("head_map", "head mAP", 3),
     ("tail_map", "tail mAP", 3),
     ("d_head_map", "Δ head (paired)", 3),

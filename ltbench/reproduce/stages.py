@@ -452,6 +452,26 @@ class Context:
             self._timed("cam_check_s", t)
         return out
 
+    # ---- the oracle's features of the train images (memorisation) ---------------------------
+    def train_features(self):
+        """The oracle's penultimate features of every train image, Tensor[N, F], computed once per
+        run and cached (``work/train_features.pt``); None without an oracle."""
+        if self.oracle is None:
+            return None
+        if getattr(self, "_train_features", None) is None:
+            path = os.path.join(self.work, "train_features.pt")
+            with self._stage("train_features"):
+                want = stamp({**self.data_key(), "oracle": self.inputs["oracle"]})
+                if not cached(path, want, torch_file=True):
+                    t = time.perf_counter()
+                    with torch.no_grad():
+                        f = torch.cat([torch.as_tensor(self.oracle.features(self.x_train[i : i + 1024])).float() for i in range(0, len(self.x_train), 1024)])
+                    with atomic_path(path) as tmp:
+                        torch.save({"features": f, "stamp": want}, tmp)
+                    self._timed("train_features_s", t)
+                self._train_features = torch.load(path, weights_only=True)["features"]
+        return self._train_features
+
     # ---- the oracle on the test split --------------------------------------------------------
     def oracle_test_scores(self) -> dict | None:
         """The oracle's per-class average precision and head/tail mAP on this run's test split:
