@@ -160,12 +160,14 @@ def render_md(p: dict) -> str:
     lines += ["", "| row | samples | UNet evaluations per sample | generation s | classifier s |", "|---|---|---|---|---|"]
     for r, v in m["rows"].items():
         lines.append(f"| {r} | {v['n_generated']} | {v['unet_evals_per_sample']} | {sum(v['generate_seconds']):.0f} | {sum(x or 0 for x in v['classifier_seconds']):.0f} |")
-    lines += ["", "## Projected (paper preset: work in each unit / assumed H100 throughput)", "", "| | shared stages (h) | cells (h) | total (h) |", "|---|---|---|---|"]
+    lines += ["", "## Projected (paper preset: work in each unit / ASSUMED H100 throughput)", "",
+              "Every GPU throughput below is an assumption, not a measurement: no GPU has run ltbench when this was written (`benchmarks/gpu_check.sh` measures the ops on the first one; pass measured throughputs with `--assume KEY=VALUE`). The work counts are measured.", "",
+              "| | shared stages (h) | cells (h) | total (h) |", "|---|---|---|---|"]
     for g, v in p["projection"].items():
         lines.append(f"| {g} | {v['shared_hours']} | {v['cells_hours']} | {v['total_hours']} |")
-    lines += ["", "One H100, per stage (h): " + ", ".join(f"{k} {v}" for k, v in p["paper_stage_hours_1gpu"].items()) + ".", "", "### Assumptions", ""]
+    lines += ["", "One H100, per stage (h): " + ", ".join(f"{k} {v}" for k, v in p["paper_stage_hours_1gpu"].items()) + ".", "", "### Assumptions (none of them measured on a GPU)", ""]
     for k, v in {**p["assumptions"]["h100_throughput"], **p["assumptions"]["paper_splits"]}.items():
-        lines.append(f"- `{k}` = {v['value']:g}: {v['why']}")
+        lines.append(f"- `{k}` = {v['value']:g} (assumed): {v['why']}")
     lines += ["", "Eight GPUs: the shared stages run once (the first process under a lock; the others wait), the 24 cells are spread over the processes (longest first). The classifier's 20,000 steps dominate a cell; encoding and the IL fit are the serial part.", ""]
     return "\n".join(lines)
 
