@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.config import opt
+from ltbench.utils.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
 
     from ltbench.utils.dist import average_buffers, ddp_loss_scale, group_rank_world, local_rows, wrap_ddp
 
+    device = resolve_device(device)
     world = group_rank_world()[1]
     if cfg.batch_size < 2 * world:
         raise ValueError(f"batch_size {cfg.batch_size} is too small for {world} processes: every rank needs >= 2 images per step (BatchNorm)")
@@ -143,7 +145,7 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed)
     for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
         mine = local_rows(b)
-        loss = F.binary_cross_entropy_with_logits(model(_prep(_rows(x, mine), cfg).to(device)), y[mine].to(device))
+        loss = F.binary_cross_entropy_with_logits(model(_to(_prep(_rows(x, mine), cfg), device)), _to(y[mine], device))
         opt.zero_grad(set_to_none=True)
         (loss * ddp_loss_scale(len(mine), len(b))).backward()
         opt.step()
@@ -152,13 +154,22 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     return net.eval()
 
 
-def _seeded_net(n_classes: int, seed: int, init: dict | None, device: str) -> torch.nn.Module:
-    """DenseNet121 initialised from ``seed`` (or loaded from ``init``), channels-last on ``device``."""
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on ``device``: through pinned memory and an asynchronous copy on CUDA
+    (the copy overlaps the previous step's kernels), as is on the CPU."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def _seeded_net(n_classes: int, seed: int, init: dict | None, device) -> torch.nn.Module:
+    """DenseNet121 initialised from ``seed`` (on the CPU: the same weights on every device; or
+    loaded from ``init``), channels-last on ``device``."""
     torch.manual_seed(seed)
     net = make_densenet(n_classes)
     if init is not None:
         net.load_state_dict(init)
-    return net.to(device).to(memory_format=torch.channels_last)
+    return net.to(resolve_device(device)).to(memory_format=torch.channels_last)
 
 
 def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121 warm start") -> dict:
@@ -189,8 +200,9 @@ def predict(net: torch.nn.Module, images, cfg: ClassifierConfig = ClassifierConf
     """float32[N, K] probabilities, scored in batches of ``cfg.eval_batch_size`` (``images``
     may be a row source on disk: only a batch is in memory at a time)."""
     x = _as_images(images)
+    device = resolve_device(device)
     net.eval()
-    out = [torch.sigmoid(net(_prep(_rows(x, slice(i, i + cfg.eval_batch_size)), cfg).to(device))).cpu() for i in range(0, len(x), cfg.eval_batch_size)]
+    out = [torch.sigmoid(net(_to(_prep(_rows(x, slice(i, i + cfg.eval_batch_size)), cfg), device))).cpu() for i in range(0, len(x), cfg.eval_batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 

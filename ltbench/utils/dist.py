@@ -198,9 +198,12 @@ def sample_seed(seed: int, *keys: int) -> int:
 
 
 def sample_generator(seed: int, *keys: int):
+    """A CPU ``torch.Generator`` seeded with ``sample_seed(seed, *keys)``. On the CPU on purpose:
+    a sample's random numbers (masks, p, noise) are then the same whatever device computes with
+    them (draw with ``device=g.device``, then copy)."""
     import torch
 
-    return torch.Generator().manual_seed(sample_seed(seed, *keys))
+    return torch.Generator(device="cpu").manual_seed(sample_seed(seed, *keys))
 
 
 def my_share(n: int) -> np.ndarray:
