@@ -174,12 +174,16 @@ def random_like_masks(m: torch.Tensor, gens) -> torch.Tensor:
 def fuse_batch(model, z_t: torch.Tensor, z_h: torch.Tensor, cam_t: torch.Tensor, cam_h: torch.Tensor, tau_h: float, tau_l: float, p, gen, random_masks: bool = False, device=None) -> torch.Tensor:
     """Eq. 6-13 for a batch: latents Tensor[B, C, H, W] of tail and partner, their CAMs
     Tensor[B, H, W] (any device) -> fused latents z_F = D(z_F^s), Tensor[B, C, H, W] on
-    ``device`` (None: where the model is). The random mask M^R is drawn from ``gen``: one
+    ``device`` (None: where the model is; else the model is moved there, in place). The random mask M^R is drawn from ``gen``: one
     generator for the batch, or a list of B (one per sample: the sample then does not depend on
     its batch); the uniforms are drawn on the generators' device (the CPU for
     ``sample_generator``'s) and copied. ``p`` a float or Tensor[B]. ``random_masks``: M^S and M^G
     are replaced by random masks of their areas, drawn after M^R (the control)."""
-    dev = module_device(model) if device is None else resolve_device(device)
+    if device is None:
+        dev = module_device(model)
+    else:
+        dev = resolve_device(device)
+        model.to(dev)
     z_t, z_h, cam_t, cam_h = (to_device(t, dev) for t in (z_t, z_h, cam_t, cam_h))
     s_t, s_h = model.sparse(z_t), model.sparse(z_h)
     m_s = cam_t > tau_h  # (6) class-specific: where the tail finding is
