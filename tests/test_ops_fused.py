@@ -6,7 +6,6 @@ import torch
 from ltbench import ops
 
 pytestmark = pytest.mark.skipif(not (ops.extension_available() and hasattr(torch.ops.ltbench, "mask_fuse")), reason="fused ops not built")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 L = torch.ops.ltbench
 
 
@@ -278,7 +277,7 @@ def test_baseline_and_avx2_kernels_give_the_same_bits(tmp_path):
                 assert torch.equal(a, b), key
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_cuda_matches_cpu(dtype):
     """Both backends call the same per-element functions (one copy of the math, no FMA
