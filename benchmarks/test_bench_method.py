@@ -72,7 +72,8 @@ def test_method_il_generation_time_and_memory(benchmark, backend):
     out = {}
 
     def run():
-        out.update(_run_script(env))
+        r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, env=env)
+        out.update(json.loads(r.stdout.strip().splitlines()[-1]))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     assert out["rows"] == min(7000, int(os.environ.get("LTBENCH_BENCH_IL_ROWS", 7000))) and out["seconds_two_generations"] > 0 and out["backend"] == backend

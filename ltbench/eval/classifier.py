@@ -145,7 +145,7 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     batches = paired_batches(n_real, len(x) - n_real, steps, cfg.batch_size, seed)
     for b in tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False):
         mine = local_rows(b)
-        loss = F.binary_cross_entropy_with_logits(model(_to(_prep(_rows(x, mine), cfg), device)), _to(y[mine], device))
+        loss = F.binary_cross_entropy_with_logits(model(_prep(_rows(x, mine), cfg).to(device)), y[mine].to(device))
         opt.zero_grad(set_to_none=True)
         (loss * ddp_loss_scale(len(mine), len(b))).backward()
         opt.step()
@@ -154,21 +154,14 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     return net.eval()
 
 
-def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host batch on ``device``: through pinned memory and an asynchronous copy on CUDA
-    (the copy overlaps the previous step's kernels), as is on the CPU."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
-def _seeded_net(n_classes: int, seed: int, init: dict | None, device) -> torch.nn.Module:
-    """DenseNet121 initialised from ``seed`` (on the CPU: the same weights on every device; or
-    loaded from ``init``), channels-last on ``device``."""
+def _seeded_net(n_classes: int, seed: int, init: dict | None, device: str) -> torch.nn.Module:
+    """DenseNet121 initialised from ``seed`` (or loaded from ``init``), channels-last on ``device``."""
     torch.manual_seed(seed)
     net = make_densenet(n_classes)
     if init is not None:
         net.load_state_dict(init)
+    # initialised on the CPU (the same weights on every device), then moved; any device string
+    # of resolve_device (auto, cpu, cuda, cuda:N)
     return net.to(resolve_device(device)).to(memory_format=torch.channels_last)
 
 
@@ -202,7 +195,7 @@ def predict(net: torch.nn.Module, images, cfg: ClassifierConfig = ClassifierConf
     x = _as_images(images)
     device = resolve_device(device)
     net.eval()
-    out = [torch.sigmoid(net(_to(_prep(_rows(x, slice(i, i + cfg.eval_batch_size)), cfg), device))).cpu() for i in range(0, len(x), cfg.eval_batch_size)]
+    out = [torch.sigmoid(net(_prep(_rows(x, slice(i, i + cfg.eval_batch_size)), cfg).to(device))).cpu() for i in range(0, len(x), cfg.eval_batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
