@@ -166,9 +166,9 @@ def test_imitation_bce_wraps_the_grid_and_matches_the_cpu_kernel(dtype):
 def test_imitation_bce_autograd_on_cuda():
     logits = _logits(3, 64, 9, 11, torch.float32)
     idx = ops.channel_sample_reference(logits, torch.rand(3, 9, 11, generator=_g(6)))
-    a = logits.cuda().requires_grad_(True)
     b = logits.clone().requires_grad_(True)
     c = logits.clone().requires_grad_(True)
+    a = logits.cuda().requires_grad_(True)
     la, lb, lc = ops.imitation_bce(a, idx.cuda()), ops.imitation_bce_reference(b, idx), ops.imitation_bce(c, idx)
     (la * 2).backward()  # an upstream gradient other than 1 reaches the kernel's scale
     (lb * 2).backward()

@@ -125,6 +125,20 @@ def test_mask_fuse_gradients():
     torch.library.opcheck(L.mask_fuse.default, (zt, zh, ms, mg, mr))
 
 
+def test_backward_ops_check_their_arguments():
+    """The backward ops are callable on their own: masks of another shape (the kernels index them
+    by grad's) and a gradient that is not a scalar are errors naming the argument."""
+    _, _, zt, _, ms, mg, mr = _inputs()
+    with pytest.raises(RuntimeError, match="m_g must be \\[B, H, W\\]"):
+        L.mask_fuse_backward(zt, ms, mg[:, :2], mr)
+    with pytest.raises(RuntimeError, match="grad must be floating"):
+        L.mask_fuse_backward(zt.long(), ms, mg, mr)
+    logits, u, *_ = _inputs(b=2, c=5, h=3, w=4)
+    idx = torch.randint(0, 5, (2, 3, 4))
+    with pytest.raises(RuntimeError, match="grad must be a floating scalar"):
+        L.imitation_bce_backward(torch.ones(2), logits, idx)
+
+
 def test_mask_fuse_edge_inputs():
     _, _, zt, zh, ms, mg, mr = _inputs()
     nc = zt.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)
