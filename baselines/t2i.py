@@ -32,7 +32,7 @@ class TextToImage(Augmenter):
         n, shape = self.n_per_class, tuple(self.prior.latent_shape)
         total = n * len(self.tail)
         if total == 0:
-            return torch.zeros((0, *X.shape[1:])), np.zeros((0, y.shape[1]), np.uint8)
+            return torch.zeros((0, *X.shape[1:]), device="cpu"), np.zeros((0, y.shape[1]), np.uint8)
         mine = my_share(total)  # flat index j * n + i
         out = []
         for j, c in enumerate(self.tail):
@@ -40,9 +40,11 @@ class TextToImage(Augmenter):
             if len(idx) == 0:
                 continue
             k = self.classes.index(c)
-            noise = torch.stack([torch.randn(shape, generator=sample_generator(self.seed, k, int(i))) for i in idx])
+            # drawn on the CPU (sample_generator's device) and moved by the prior: the same
+            # starting noise, and so the same samples, on every device
+            noise = torch.stack([torch.randn(shape, generator=sample_generator(self.seed, k, int(i)), device="cpu") for i in idx])
             out.append(self.prior.text_to_image([c] * len(idx), steps=self.steps, guidance=self.guidance, noise=noise, batch_size=self.batch_size))
-        z = gather_shares({"z": torch.cat(out) if out else torch.zeros((0, *shape))}, total)["z"]
+        z = gather_shares({"z": torch.cat(out) if out else torch.zeros((0, *shape), device="cpu")}, total)["z"]
         lab = np.zeros((total, y.shape[1]), np.uint8)
         for j, c in enumerate(self.tail):
             lab[j * n : (j + 1) * n, self.classes.index(c)] = 1

@@ -101,5 +101,10 @@ def fit_multilabel(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int
 
 @torch.no_grad()
 def predict_proba(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """float32[N, K] sigmoid scores of ``x`` [N, ...] (a CPU tensor), batch by batch on the
+    network's device."""
+    from ltbench.utils.device import module_device
+
     net.eval()
-    return torch.cat([torch.sigmoid(net(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]).numpy()
+    dev = module_device(net)
+    return torch.cat([torch.sigmoid(net(x[i : i + batch_size].to(dev, non_blocking=True))).cpu() for i in range(0, len(x), batch_size)]).numpy()

@@ -9,6 +9,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may touch t
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` (pyproject's marker; ``pytest -m cuda`` selects them) run where torch
+    sees a CUDA device and are skipped elsewhere: one rule instead of a skipif per test."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker cuda)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_prior(tmp_path_factory):
     return make_tiny_vae_prior(str(tmp_path_factory.mktemp("prior")))

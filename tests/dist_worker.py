@@ -52,6 +52,12 @@ class GhostBatches(torch.nn.Module):
         return out
 
 
+def _backend():
+    import torch.distributed as dist
+
+    return dist.get_backend() if dist.is_initialized() else None
+
+
 def main():
     mode, out = sys.argv[1], sys.argv[2]
     from ltbench.utils.dist import group_rank_world, init_distributed
@@ -114,7 +120,7 @@ def main():
         train = TensorDataset(z, y, torch.arange(len(z)))
         model = train_il(train, None, cfg, os.path.join(out, "il"), progress=False)
         log = [json.loads(line) for line in open(os.path.join(out, "il", "log.jsonl"))] if rank == 0 else None
-        torch.save({"state": model.state_dict(), "log": log, "world": world}, os.path.join(out, f"il-rank{rank}.pt"))
+        torch.save({"state": model.state_dict(), "log": log, "world": world, "backend": _backend()}, os.path.join(out, f"il-rank{rank}.pt"))
         return
     from baselines.t2i import TextToImage
     from ltbench.augment.fsa_il import generate_fusions
@@ -137,7 +143,7 @@ def main():
     with torch.no_grad():
         z_f, y_f = generate_fusions(model, ds, cams, scores, classes, head, tail, fcfg, prior=prior)
     if rank == 0:
-        torch.save({"t2i": z_t2i, "t2i_labels": y_t2i, "fsa": z_f, "fsa_labels": y_f, "world": world}, os.path.join(out, "generate.pt"))
+        torch.save({"t2i": z_t2i, "t2i_labels": y_t2i, "fsa": z_f, "fsa_labels": y_f, "world": world, "backend": _backend()}, os.path.join(out, "generate.pt"))
 
 
 if __name__ == "__main__":

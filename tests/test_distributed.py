@@ -27,9 +27,15 @@ def _torchrun(cmd: list, **kw) -> subprocess.CompletedProcess:
     return r
 
 
-def _run(mode: str, out: str, world: int) -> None:
+# The group a GPU machine forms ("cpu:gloo,cuda:nccl": one backend per device type, the CPU's
+# carrying loss sums and pickled samples) with gloo on both sides, so the CPU runs the GPU's
+# code path through a multi-backend group (init_distributed reads LTBENCH_DIST_BACKEND).
+MULTI_BACKEND = {"LTBENCH_DIST_BACKEND": "cpu:gloo,cuda:gloo"}
+
+
+def _run(mode: str, out: str, world: int, **env) -> None:
     cmd = [sys.executable, WORKER, mode, out] if world == 1 else ["torchrun", "--standalone", f"--nproc_per_node={world}", WORKER, mode, out]
-    r = _torchrun(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = _torchrun(cmd, env={**ENV, **env}, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
 
 
@@ -37,13 +43,13 @@ def _run(mode: str, out: str, world: int) -> None:
 def generated(tmp_path_factory):
     one, two = (str(tmp_path_factory.mktemp(n)) for n in ("gen1", "gen2"))
     _run("generate", one, 1)
-    _run("generate", two, 2)
+    _run("generate", two, 2, **MULTI_BACKEND)
     return torch.load(os.path.join(one, "generate.pt"), weights_only=False), torch.load(os.path.join(two, "generate.pt"), weights_only=False)
 
 
 def test_generation_does_not_depend_on_the_number_of_processes(generated):
     a, b = generated
-    assert a["world"] == 1 and b["world"] == 2
+    assert a["world"] == 1 and b["world"] == 2 and b["backend"] == MULTI_BACKEND["LTBENCH_DIST_BACKEND"]
     for key in ("t2i", "fsa"):
         assert a[key].shape == b[key].shape and len(a[key]) > 0
         # per-sample seeds: the same samples, though each process made every other one in
@@ -58,7 +64,7 @@ def test_generation_does_not_depend_on_the_number_of_processes(generated):
 def il_runs(tmp_path_factory):
     one, two = (str(tmp_path_factory.mktemp(n)) for n in ("il1", "il2"))
     _run("il", one, 1)
-    _run("il", two, 2)
+    _run("il", two, 2, **MULTI_BACKEND)
     load = lambda d, r: torch.load(os.path.join(d, f"il-rank{r}.pt"), weights_only=False)  # noqa: E731
     return load(one, 0), load(two, 0), load(two, 1)
 
@@ -66,6 +72,7 @@ def il_runs(tmp_path_factory):
 def test_data_parallel_iterated_learning_holds_one_model_on_every_rank(il_runs):
     _, r0, r1 = il_runs
     assert r0["world"] == 2 and r1["log"] is None  # only rank 0 writes the log
+    assert r0["backend"] == MULTI_BACKEND["LTBENCH_DIST_BACKEND"]
     for k, v in r0["state"].items():
         assert torch.allclose(v.float(), r1["state"][k].float(), atol=1e-6), k
 

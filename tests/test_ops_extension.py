@@ -10,7 +10,6 @@ import torch
 from ltbench import ops
 
 needs_ext = pytest.mark.skipif(not ops.extension_available(), reason="ltbench._C not built")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
 def test_probe_matches_reference():
@@ -52,7 +51,7 @@ def test_probe_compiles_fullgraph():
 
 
 @needs_ext
-@needs_cuda
+@pytest.mark.cuda
 def test_probe_cuda_matches_cpu():
     x = torch.randn(1000, 3)
     torch.testing.assert_close(ops.probe_scale(x.cuda(), 1.7).cpu(), ops.probe_scale(x, 1.7))

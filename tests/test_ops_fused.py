@@ -6,7 +6,6 @@ import torch
 from ltbench import ops
 
 pytestmark = pytest.mark.skipif(not (ops.extension_available() and hasattr(torch.ops.ltbench, "mask_fuse")), reason="fused ops not built")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 L = torch.ops.ltbench
 
 
@@ -124,6 +123,20 @@ def test_mask_fuse_gradients():
     zh.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: ops.mask_fuse(a, b, ms, mg, mr), (zt, zh))
     torch.library.opcheck(L.mask_fuse.default, (zt, zh, ms, mg, mr))
+
+
+def test_backward_ops_check_their_arguments():
+    """The backward ops are callable on their own: masks of another shape (the kernels index them
+    by grad's) and a gradient that is not a scalar are errors naming the argument."""
+    _, _, zt, _, ms, mg, mr = _inputs()
+    with pytest.raises(RuntimeError, match="m_g must be \\[B, H, W\\]"):
+        L.mask_fuse_backward(zt, ms, mg[:, :2], mr)
+    with pytest.raises(RuntimeError, match="grad must be floating"):
+        L.mask_fuse_backward(zt.long(), ms, mg, mr)
+    logits, u, *_ = _inputs(b=2, c=5, h=3, w=4)
+    idx = torch.randint(0, 5, (2, 3, 4))
+    with pytest.raises(RuntimeError, match="grad must be a floating scalar"):
+        L.imitation_bce_backward(torch.ones(2), logits, idx)
 
 
 def test_mask_fuse_edge_inputs():
@@ -278,7 +291,7 @@ def test_baseline_and_avx2_kernels_give_the_same_bits(tmp_path):
                 assert torch.equal(a, b), key
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_cuda_matches_cpu(dtype):
     """Both backends call the same per-element functions (one copy of the math, no FMA

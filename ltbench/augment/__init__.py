@@ -100,8 +100,10 @@ def check_head_tail(classes, head, tail) -> None:
 
 
 def check_xy(X, y) -> tuple[torch.Tensor, np.ndarray]:
-    """Validate and convert: X Tensor[N, ...] finite float, y uint8[N, K] in {0, 1}."""
-    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
+    """Validate and convert: X Tensor[N, ...] finite float on the CPU (a tensor on a GPU is
+    copied back: augmenters take and return host tensors, and those that compute on a device
+    move what they need), y uint8[N, K] in {0, 1}."""
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X.detach().cpu())
     y = np.asarray(y)
     if X.ndim < 2 or not X.is_floating_point():
         raise ValueError(f"X must be a float array [N, ...], got shape {tuple(X.shape)} dtype {X.dtype}")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.config import Config, opt
+from ltbench.utils.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def _fit(net, x, y, n_real: int, steps: int, lr: float, cfg: ClassifierConfig, s
     from ltbench.eval.training import PlainBCE
     from ltbench.utils.dist import average_buffers, ddp_loss_scale, group_rank_world, local_rows, wrap_ddp
 
+    device = resolve_device(device)
     world = group_rank_world()[1]
     if cfg.batch_size < 2 * world:
         raise ValueError(f"batch_size {cfg.batch_size} is too small for {world} processes: every rank needs >= 2 images per step (BatchNorm)")
@@ -182,7 +184,9 @@ def _seeded_net(n_classes: int, seed: int, init: dict | None, device: str, cfg: 
     net = make_densenet(n_classes, growth_rate=cfg.growth_rate, init_features=cfg.init_features)
     if init is not None:
         net.load_state_dict(init)
-    return net.to(device).to(memory_format=torch.channels_last)
+    # initialised on the CPU (the same weights on every device), then moved; any device string
+    # of resolve_device (auto, cpu, cuda, cuda:N)
+    return net.to(resolve_device(device)).to(memory_format=torch.channels_last)
 
 
 def warm_start(images, labels, cfg: ClassifierConfig, seed: int = 0, device: str = "cpu", progress: bool = False, desc: str = "densenet121 warm start") -> dict:
@@ -222,6 +226,7 @@ def predict(net: torch.nn.Module, images, cfg: ClassifierConfig = ClassifierConf
     """float32[N, K] probabilities, scored in batches of ``cfg.eval_batch_size`` (``images``
     may be a row source on disk: only a batch is in memory at a time)."""
     x = _as_images(images)
+    device = resolve_device(device)
     net.eval()
     out = [torch.sigmoid(net(_prep(_rows(x, slice(i, i + cfg.eval_batch_size)), cfg).to(device))).cpu() for i in range(0, len(x), cfg.eval_batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)

@@ -256,20 +256,33 @@ def _inputs(real, fake, extractor: str, weights: str | None, at_least: int, what
     return a, b
 
 
-def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> float:
+def _cuda(device) -> bool:
+    """torch-fidelity's ``cuda`` flag for ``device``: None keeps its old meaning (CUDA whenever
+    available); otherwise ``resolve_device``'s answer (torch-fidelity runs on the current CUDA
+    device, which torchrun ranks set to their own)."""
+    if device is None:
+        return torch.cuda.is_available()
+    from ltbench.utils.device import resolve_device
+
+    return resolve_device(device).type == "cuda"
+
+
+def fid(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64, device=None) -> float:
     """FID between two uint8 image sets [N, H, W] in the given feature space, by
-    ``torch_fidelity.calculate_metrics``. ``weights``: the oracle file, or Inception's."""
+    ``torch_fidelity.calculate_metrics``. ``weights``: the oracle file, or Inception's.
+    ``device``: auto, cpu, cuda (None: CUDA when available). Features are float32 on every
+    device (no autocast: FID is the instrument, and its statistics are computed in float64)."""
     import torch_fidelity
 
     a, b = _inputs(real, fake, extractor, weights, 2, "FID", batch_size)
     out = torch_fidelity.calculate_metrics(
         input1=b, input2=a, fid=True, feature_extractor=_fidelity_name(extractor), feature_extractor_weights_path=weights,
-        batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
+        batch_size=batch_size, cuda=_cuda(device), save_cpu_ram=True, cache=False, verbose=False,
     )
     return float(out["frechet_inception_distance"])
 
 
-def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> torch.Tensor:
+def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64, device=None) -> torch.Tensor:
     """The features torch-fidelity's metrics see for uint8 images [N, H, W]: float64 [N, D]
     from its ``get_featuresdict_from_dataset`` with the registered extractor (the oracle's: its
     penultimate layer). For statistics beyond one ``calculate_metrics`` call, e.g. bootstrap
@@ -277,7 +290,7 @@ def features(images, extractor: str = ORACLE_EXTRACTOR, weights: str | None = No
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
     data = ImageTensorDataset(images, _channels(extractor, weights, batch_size))
-    cuda = torch.cuda.is_available()
+    cuda = _cuda(device)
     extractor_net = create_feature_extractor(_fidelity_name(extractor), ["2048" if extractor == INCEPTION_EXTRACTOR else "penultimate"], cuda=cuda, feature_extractor_weights_path=weights, verbose=False)
     if len(data) == 0:
         raise ValueError("features of an empty image set")
@@ -298,7 +311,7 @@ KID_SUBSETS = 100  # torch-fidelity's default number of KID subsets
 PRC_NEIGHBORHOOD = 3  # torch-fidelity's default k of the k-NN balls (Kynkaanniemi et al.)
 
 
-def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
+def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64, device=None) -> dict:
     """FID, KID and precision/recall of uint8 image sets [N, H, W], in ONE
     ``torch_fidelity.calculate_metrics`` call (features extracted once). KID's subset size is
     the smaller set's size (torch-fidelity's default of 1000 needs more images than a tail
@@ -312,7 +325,7 @@ def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights:
     out = torch_fidelity.calculate_metrics(
         input1=b, input2=a, fid=True, kid=True, prc=True, kid_subset_size=min(len(a), len(b)), kid_subsets=KID_SUBSETS,
         prc_neighborhood=PRC_NEIGHBORHOOD, feature_extractor=_fidelity_name(extractor), feature_extractor_weights_path=weights,
-        batch_size=batch_size, cuda=torch.cuda.is_available(), save_cpu_ram=True, cache=False, verbose=False,
+        batch_size=batch_size, cuda=_cuda(device), save_cpu_ram=True, cache=False, verbose=False,
     )
     return {
         "fid": float(out["frechet_inception_distance"]),
@@ -326,7 +339,7 @@ def distribution_metrics(real, fake, extractor: str = ORACLE_EXTRACTOR, weights:
 METRICS = ("fid", "kid", "precision", "recall")
 
 
-def tail_metrics(real_by_class: dict, fake_by_class: dict, tail, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64) -> dict:
+def tail_metrics(real_by_class: dict, fake_by_class: dict, tail, extractor: str = ORACLE_EXTRACTOR, weights: str | None = None, batch_size: int = 64, device=None) -> dict:
     """Per tail class c: ``distribution_metrics(real of c, generated FOR c)``, and the mean of
     each metric over classes. ``fake_by_class[c]`` must hold the images generated for class c
     (the same count for every row: union labels give no row extra images). A class with too
@@ -336,7 +349,7 @@ def tail_metrics(real_by_class: dict, fake_by_class: dict, tail, extractor: str 
     for c in tail:
         fake, real = np.asarray(fake_by_class.get(c, np.zeros((0, 1, 1), np.uint8))), np.asarray(real_by_class[c])
         ok = min(len(fake), len(real)) >= PRC_NEIGHBORHOOD + 2
-        per[c] = distribution_metrics(real, fake, extractor, weights, batch_size) if ok else None
+        per[c] = distribution_metrics(real, fake, extractor, weights, batch_size, device) if ok else None
     mean = {}
     for m in METRICS:
         vals = [v[m] for v in per.values() if v is not None]

@@ -55,6 +55,14 @@ class Oracle:
         # images; 0.5 for an oracle saved without them
         self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, np.float64)
 
+    def to(self, device) -> "Oracle":
+        """Score on ``device`` (auto, cpu, cuda, cuda:N): the network moves, inputs follow it
+        batch by batch, outputs come back as NumPy arrays / CPU tensors."""
+        from ltbench.utils.device import resolve_device
+
+        self.net.to(resolve_device(device))
+        return self
+
     def _input(self, images) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
         if x.ndim == 3:
@@ -84,8 +92,11 @@ class Oracle:
     @torch.no_grad()
     def features(self, images, batch_size: int = 256) -> torch.Tensor:
         """Penultimate features Tensor[N, 4 * width]."""
+        from ltbench.utils.device import module_device
+
         x = self._input(images)
-        return torch.cat([self.net.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros(0, self.net.head.in_features)
+        dev = module_device(self.net)
+        return torch.cat([self.net.features(x[i : i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros(0, self.net.head.in_features)
 
 
 def train_oracle(cfg: OracleConfig, out: str, size: int = 64, eval_phantom: PhantomConfig = PhantomConfig(), progress: bool = True) -> Oracle:

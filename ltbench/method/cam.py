@@ -15,6 +15,13 @@ pytorch-grad-cam rescales each map per image to [0, 1] and resizes it to the spa
 (H, W). Maps are written batch by batch into a memory-mapped ``cams.npy`` next to the
 classifier scores ``scores.npy`` (sigmoid of C, used for partner choice), so RAM holds one
 batch.
+
+Devices: S and C run on ``device`` (batches pinned and copied asynchronously on CUDA);
+pytorch-grad-cam copies the hooked activations and gradients to the CPU and computes the maps
+there in NumPy (EigenCAM's SVD, the per-image rescaling and resize), so only the network
+passes use the GPU. CAMs run in float32 on every device, without autocast: the maps are
+thresholded at tau (M^S = [CAM > tau_h]), and bfloat16 activations and gradients would move
+pixels across the threshold.
 """
 
 import os
@@ -25,6 +32,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ltbench.method.networks import cam_layers
+from ltbench.utils.device import loader_kwargs, module_device, resolve_device, to_device
 from ltbench.utils.io import atomic_path, open_memmap_reserved
 
 CAM_METHODS = ("eigencam", "gradcam", "gradcam++")
@@ -81,24 +89,36 @@ def example_targets(labels: np.ndarray, scores: np.ndarray, prevalence: np.ndarr
     return np.where(pos.any(1), np.argmax(rarity, 1), np.argmax(np.asarray(scores), 1)).astype(np.int64)
 
 
-def batch_cams(model, z: torch.Tensor, y: np.ndarray, prevalence: np.ndarray, method: str = "eigencam", layers: str = "last") -> tuple[np.ndarray, np.ndarray]:
-    """One batch of latents Tensor[B, C, H, W] with labels [B, K] -> (CAMs float32[B, H, W],
-    scores float32[B, K] = sigmoid of C); class-targeted maps explain ``example_targets`` by
-    ``prevalence`` (the whole dataset's, not the batch's)."""
+def batch_cams(model, z: torch.Tensor, y: np.ndarray, prevalence: np.ndarray, method: str = "eigencam", layers: str = "last", device=None) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of latents Tensor[B, C, H, W] (any device) with labels [B, K] -> (CAMs
+    float32[B, H, W], scores float32[B, K] = sigmoid of C), NumPy arrays on the host;
+    class-targeted maps explain ``example_targets`` by ``prevalence`` (the whole dataset's, not
+    the batch's). ``device``: where S and C run (None: where the model is; else the model is
+    moved there, in place)."""
+    if device is None:
+        dev = module_device(model)
+    else:
+        dev = resolve_device(device)
+        model.to(dev)
+    z = to_device(z, dev)
     with torch.no_grad():
         s = model.sparse(z)
-        sc = torch.sigmoid(model.classifier(s)).numpy()
+        sc = torch.sigmoid(model.classifier(s)).float().cpu().numpy()
     targets = None if method == "eigencam" else example_targets(y, sc, prevalence)
     return class_activation_maps(model, s, method, layers, targets), sc
 
 
-def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: bool = True, method: str = "eigencam", layers: str = "last") -> tuple[np.ndarray, np.ndarray]:
-    """CAMs and classifier scores of every item of ``dataset`` (items ``(z, y, row)``), in
-    dataset order. Returns memory maps ``(cams float16[N, H, W], scores float32[N, K])``."""
+def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: bool = True, method: str = "eigencam", layers: str = "last", device="auto") -> tuple[np.ndarray, np.ndarray]:
+    """CAMs and classifier scores of every item of ``dataset`` (items ``(z [C, H, W], y [K],
+    row)``), in dataset order, with S and C on ``device`` (auto, cpu, cuda, cuda:N; the model
+    is moved there, in place). Returns memory maps ``(cams float16[N, H, W], scores
+    float32[N, K])``."""
     from tqdm.auto import tqdm
 
     from ltbench.method.il import label_matrix
 
+    dev = resolve_device(device)
+    model.to(dev)
     n = len(dataset)
     _, h, w = model.latent_shape
     prevalence = (label_matrix(dataset) > 0).mean(0)  # of the whole dataset, not the batch
@@ -109,8 +129,8 @@ def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: 
         cams = open_memmap_reserved(cam_tmp, np.float16, (n, h, w))
         scores = open_memmap_reserved(score_tmp, np.float32, (n, model.n_classes))
         i = 0
-        for z, y, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"{method} ({layers})", disable=not progress):
-            cams[i : i + len(z)], scores[i : i + len(z)] = batch_cams(model, z, y.numpy(), prevalence, method, layers)
+        for z, y, _ in tqdm(DataLoader(dataset, batch_size=batch_size, **loader_kwargs(dev)), desc=f"{method} ({layers})", disable=not progress):
+            cams[i : i + len(z)], scores[i : i + len(z)] = batch_cams(model, z, y.numpy(), prevalence, method, layers, device=dev)
             i += len(z)
         cams.flush()
         scores.flush()

@@ -31,6 +31,13 @@ of both examples' labels (code).
 
 Labels (``label_policy``): ``union`` of tail and partner labels (paper), ``tail`` (the tail
 class only, as the code stores), ``oracle`` (relabelled by a classifier trained on real data).
+
+Devices (``device``): the kNN distances, S, the masks, ``ops.mask_fuse`` and D run on the
+device; M^R's uniforms (and ``random_like_masks``' positions) are drawn on the CPU from each
+sample's CPU generator and then copied, so a sample's masks are the same on every device.
+Fusion runs in float32 (it is a small part of generation; the select itself is exact in any
+dtype). On CUDA, neighbours whose CAM distances tie to float rounding can be ranked in
+another order than on the CPU (cdist's reductions differ), so a partner can differ in a tie.
 """
 
 from dataclasses import dataclass
@@ -39,6 +46,7 @@ import numpy as np
 import torch
 
 from ltbench import ops
+from ltbench.utils.device import module_device, resolve_device, to_device
 
 from ltbench.config import PAPER_N_PER_CLASS, REFINE_GUIDANCE, ROENTGEN_STEPS, Config, opt
 
@@ -78,31 +86,34 @@ class FusionConfig(Config):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
-def knn_rows(query: np.ndarray, cams, candidates: np.ndarray, k: int, chunk: int = 8192) -> np.ndarray:
+def knn_rows(query: np.ndarray, cams, candidates: np.ndarray, k: int, chunk: int = 8192, device=None) -> np.ndarray:
     """Exact k nearest candidates (euclidean on flattened CAMs) for each query CAM.
     query float[Q, H*W]; cams [N, H, W] (memory map ok); candidates int[M] global positions.
-    Returns int64[Q, min(k, M)] global positions, nearest first."""
-    q = torch.from_numpy(np.asarray(query, dtype=np.float32))
-    best_d = torch.full((len(q), 0), float("inf"))
-    best_i = torch.zeros((len(q), 0), dtype=torch.int64)
+    Returns int64[Q, min(k, M)] global positions, nearest first (a NumPy array). The distances
+    are computed on ``device`` (None: the CPU), one chunk of candidates at a time."""
+    dev = torch.device("cpu") if device is None else resolve_device(device)
+    q = to_device(torch.from_numpy(np.asarray(query, dtype=np.float32)), dev)
+    best_d = torch.full((len(q), 0), float("inf"), device=dev)
+    best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=dev)
     for s in range(0, len(candidates), chunk):
         rows = candidates[s : s + chunk]
-        c = torch.from_numpy(np.asarray(cams[np.sort(rows)], dtype=np.float32).reshape(len(rows), -1))
-        rows_sorted = torch.from_numpy(np.sort(rows).astype(np.int64))
+        c = to_device(torch.from_numpy(np.asarray(cams[np.sort(rows)], dtype=np.float32).reshape(len(rows), -1)), dev)
+        rows_sorted = to_device(torch.from_numpy(np.sort(rows).astype(np.int64)), dev)
         d = torch.cdist(q, c)
         d_all, i_all = torch.cat([best_d, d], 1), torch.cat([best_i, rows_sorted.expand(len(q), -1)], 1)
         top = torch.topk(d_all, min(k, d_all.shape[1]), dim=1, largest=False)
         best_d, best_i = top.values, torch.gather(i_all, 1, top.indices)
-    return best_i.numpy()
+    return best_i.cpu().numpy()
 
 
-def choose_partners(tail_pos: np.ndarray, labels: np.ndarray, cams, scores, head: list[int], rule: str, k: int, rng: np.random.Generator, allowed: np.ndarray | None = None, class_pos: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def choose_partners(tail_pos: np.ndarray, labels: np.ndarray, cams, scores, head: list[int], rule: str, k: int, rng: np.random.Generator, allowed: np.ndarray | None = None, class_pos: np.ndarray | None = None, device=None) -> tuple[np.ndarray, np.ndarray]:
     """Partners (global positions) for tail examples at global positions ``tail_pos``.
     ``allowed`` bool[N]: the examples that may be partners (None: all); ``class_pos``: every
     example of the tail class (rule ``class-confusion``: C's mean scores over them pick one head
     class for the whole class). Returns ``(partner_pos int64[T], head_class int64[T])``;
     ``head_class`` is the confused head class (paper rules) or the first head label of the
-    partner (code rule)."""
+    partner (code rule). ``device``: where the kNN distances are computed (None: the CPU); the
+    draw among the neighbours is ``rng``'s, on the host."""
     tail_pos = np.asarray(tail_pos, dtype=np.int64)
     partners = np.empty(len(tail_pos), np.int64)
     hclass = np.empty(len(tail_pos), np.int64)
@@ -117,23 +128,23 @@ def choose_partners(tail_pos: np.ndarray, labels: np.ndarray, cams, scores, head
         groups = {hc: np.flatnonzero(confused == hc) for hc in np.unique(confused)}
         for hc, members in groups.items():
             cand = np.flatnonzero((labels[:, hc] == 1) & ok)
-            _pick(tail_pos, members, cand, cams, k, rng, partners)
+            _pick(tail_pos, members, cand, cams, k, rng, partners, device)
             hclass[members] = hc
     elif rule == "code":
         cand = np.flatnonzero((labels[:, head].max(1) == 1) & ok)
-        _pick(tail_pos, np.arange(len(tail_pos)), cand, cams, k, rng, partners)
+        _pick(tail_pos, np.arange(len(tail_pos)), cand, cams, k, rng, partners, device)
         hclass[:] = head[np.argmax(labels[partners][:, head], axis=1)]
     else:
         raise ValueError(f"partner rule must be 'paper', 'class-confusion' or 'code', got {rule!r}")
     return partners, hclass
 
 
-def _pick(tail_pos, members, cand, cams, k, rng, partners):
+def _pick(tail_pos, members, cand, cams, k, rng, partners, device=None):
     if len(cand) == 0:
         raise ValueError("no head-class examples to pair tail examples with (partner_candidates='no-tail' excludes examples with a tail label; try 'any')")
     query_rows = tail_pos[members]
     q = np.asarray(cams[query_rows], dtype=np.float32).reshape(len(members), -1)
-    near = knn_rows(q, cams, cand, k + 1)  # +1: the tail example itself may be a candidate
+    near = knn_rows(q, cams, cand, k + 1, device=device)  # +1: the tail example itself may be a candidate
     for j, m in enumerate(members):
         choices = [r for r in near[j] if r != query_rows[j]][:k] or list(near[j][:1])
         partners[m] = choices[rng.integers(len(choices))]
@@ -147,22 +158,31 @@ def thresholds(cfg: FusionConfig, rng: np.random.Generator) -> tuple[float, floa
 
 
 def random_like_masks(m: torch.Tensor, gens) -> torch.Tensor:
-    """The control for Eq. 6: per sample, a mask with as many cells as ``m`` (bool[B, H, W]) at
-    random positions drawn from that sample's generator."""
+    """The control for Eq. 6: per sample, a mask with as many cells as ``m`` (bool[B, H, W], any
+    device) at random positions drawn from that sample's generator (on the generator's device,
+    then copied to ``m``'s)."""
     out = torch.zeros_like(m)
     flat = out.view(len(m), -1)
     for i, (g, area) in enumerate(zip(gens, m.flatten(1).sum(1).tolist())):
-        flat[i, torch.randperm(flat.shape[1], generator=g)[: int(area)]] = True
+        flat[i, to_device(torch.randperm(flat.shape[1], generator=g, device=g.device)[: int(area)], m.device)] = True
     return out
 
 
 @torch.no_grad()
-def fuse_batch(model, z_t: torch.Tensor, z_h: torch.Tensor, cam_t: torch.Tensor, cam_h: torch.Tensor, tau_h: float, tau_l: float, p, gen, random_masks: bool = False) -> torch.Tensor:
+def fuse_batch(model, z_t: torch.Tensor, z_h: torch.Tensor, cam_t: torch.Tensor, cam_h: torch.Tensor, tau_h: float, tau_l: float, p, gen, random_masks: bool = False, device=None) -> torch.Tensor:
     """Eq. 6-13 for a batch: latents Tensor[B, C, H, W] of tail and partner, their CAMs
-    Tensor[B, H, W] -> fused latents z_F = D(z_F^s), Tensor[B, C, H, W]. The random mask M^R
-    is drawn from ``gen``: one generator for the batch, or a list of B (one per sample: the
-    sample then does not depend on its batch); ``p`` a float or Tensor[B]. ``random_masks``:
-    M^S and M^G are replaced by random masks of their areas, drawn after M^R (the control)."""
+    Tensor[B, H, W] (any device) -> fused latents z_F = D(z_F^s), Tensor[B, C, H, W] on
+    ``device`` (None: where the model is; else the model is moved there, in place). The random mask M^R is drawn from ``gen``: one
+    generator for the batch, or a list of B (one per sample: the sample then does not depend on
+    its batch); the uniforms are drawn on the generators' device (the CPU for
+    ``sample_generator``'s) and copied. ``p`` a float or Tensor[B]. ``random_masks``: M^S and M^G
+    are replaced by random masks of their areas, drawn after M^R (the control)."""
+    if device is None:
+        dev = module_device(model)
+    else:
+        dev = resolve_device(device)
+        model.to(dev)
+    z_t, z_h, cam_t, cam_h = (to_device(t, dev) for t in (z_t, z_h, cam_t, cam_h))
     s_t, s_h = model.sparse(z_t), model.sparse(z_h)
     m_s = cam_t > tau_h  # (6) class-specific: where the tail finding is
     m_g = cam_h < tau_l  # (6) class-generic: where the head example has nothing specific
@@ -170,18 +190,19 @@ def fuse_batch(model, z_t: torch.Tensor, z_h: torch.Tensor, cam_t: torch.Tensor,
     if per_sample:
         if len(gen) != len(m_s):
             raise ValueError(f"{len(gen)} generators for a batch of {len(m_s)}")
-        u = torch.stack([torch.rand(m_s.shape[1:], generator=g) for g in gen])
+        u = torch.stack([torch.rand(m_s.shape[1:], generator=g, device=g.device) for g in gen])
     else:
-        u = torch.rand(m_s.shape, generator=gen)
+        u = torch.rand(m_s.shape, generator=gen, device=gen.device)
+    u = to_device(u, dev)
     if random_masks:
         gens = gen if per_sample else [gen] * len(m_s)
         m_s, m_g = random_like_masks(m_s, gens), random_like_masks(m_g, gens)
-    p = torch.as_tensor(p, dtype=u.dtype)
+    p = torch.as_tensor(p, dtype=u.dtype, device=dev)
     m_r = u < (p[:, None, None] if p.ndim == 1 else p)  # (7)
     return model.decoder(ops.mask_fuse(s_t, s_h, m_s, m_g, m_r))  # (8)-(13)
 
 
-def fuse_authors(model, z_t, z_h, cam_t, cam_h, tau_h, tau_l, p, gens, random_masks: bool = False) -> torch.Tensor:
+def fuse_authors(model, z_t, z_h, cam_t, cam_h, tau_h, tau_l, p, gens, random_masks: bool = False, device=None) -> torch.Tensor:
     """``fuse_batch`` as the authors' fusion script runs it: S and D in train mode (BatchNorm
     normalises with the batch's own statistics) on batches of 2. ``model`` must be a copy
     (train mode updates its running statistics). An odd last sample is fused beside the one
@@ -189,13 +210,13 @@ def fuse_authors(model, z_t, z_h, cam_t, cam_h, tau_h, tau_l, p, gens, random_ma
     n, out = len(z_t), []
     if n < 2:  # BatchNorm cannot take batch statistics from one sample at the 1x1 bottleneck
         model.eval()
-        return fuse_batch(model, z_t, z_h, cam_t, cam_h, tau_h, tau_l, p, list(gens), random_masks)
+        return fuse_batch(model, z_t, z_h, cam_t, cam_h, tau_h, tau_l, p, list(gens), random_masks, device)
     model.train()
     p = torch.as_tensor(p)
     for i in range(0, n, 2):
         j = min(i, max(n - 2, 0))  # the pair [j, j + 2): the last sample of an odd batch pairs with its neighbour
         sl = slice(j, min(j + 2, n))
         pp = p[sl] if p.ndim == 1 else p
-        z = fuse_batch(model, z_t[sl], z_h[sl], cam_t[sl], cam_h[sl], tau_h, tau_l, pp, list(gens[sl]), random_masks)
+        z = fuse_batch(model, z_t[sl], z_h[sl], cam_t[sl], cam_h[sl], tau_h, tau_l, pp, list(gens[sl]), random_masks, device)
         out.append(z[i - j :])
     return torch.cat(out)

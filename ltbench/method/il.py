@@ -29,6 +29,17 @@ averaged over the ranks after each phase. Every rank so holds the same weights, 
 rank 0 writes. The one difference from one process: BatchNorm normalises each rank's part of
 the batch with that part's statistics (SyncBatchNorm runs on GPUs only); a final batch
 smaller than W is left out.
+
+Devices (``device``: auto, cpu, cuda, cuda:N; ``docs/gpu.md``): the model is built and
+initialised on the CPU and then moved, and every fresh student of an imitation phase is
+re-initialised on the CPU too, so the initial weights of every generation are the same
+numbers on every device. The batch order, the imitation uniforms and the BatchNorm
+recalibration rows come from one CPU ``torch.Generator`` (drawn there, then copied to the
+device: B x H x W uniforms per step, 1/C' of the logits' size), so they do not depend on the
+device either. Batches are read into pinned memory and copied asynchronously on CUDA. With
+``precision="auto"`` the networks run under bfloat16 autocast on a CUDA device (float32 on the
+CPU, bit-identical to earlier releases); the losses, the channel softmax draw and the imitation
+BCE always get float32 inputs (see ``train_il``).
 """
 
 import dataclasses
@@ -47,7 +58,8 @@ from torch.utils.data import DataLoader
 
 from ltbench import ops
 from ltbench.method.networks import UNetCodec, make_classifier, reset_parameters, unet_depth
-from ltbench.utils.dist import average_buffers, group_rank_world, is_main, sum_over_ranks
+from ltbench.utils.device import autocast, autocast_dtype, channels_last, loader_kwargs, module_device, no_autocast, resolve_device, to_device
+from ltbench.utils.dist import all_reduce_sum_, average_buffers, group_rank_world, is_main, sum_over_ranks
 from ltbench.utils.io import atomic_path, check_stage_inputs, write_stage_inputs
 
 from ltbench.config import Config, opt
@@ -131,11 +143,12 @@ class _RankOfGlobalBatch(torch.utils.data.Sampler):
         return len(self.inner)
 
 
-def _loader(dataset, cfg: ILConfig, shuffle: bool, gen: torch.Generator):
+def _loader(dataset, cfg: ILConfig, shuffle: bool, gen: torch.Generator, device: torch.device):
     rank, world = group_rank_world()
+    kw = {"num_workers": cfg.num_workers, **loader_kwargs(device)}
     if world > 1 and shuffle:
-        return DataLoader(dataset, batch_sampler=_RankOfGlobalBatch(dataset, cfg.batch_size, gen, rank, world), generator=gen, num_workers=cfg.num_workers)
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, generator=gen if shuffle else None, num_workers=cfg.num_workers)
+        return DataLoader(dataset, batch_sampler=_RankOfGlobalBatch(dataset, cfg.batch_size, gen, rank, world), generator=gen, **kw)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, generator=gen if shuffle else None, **kw)
 
 
 def _global_sizes(n: int, batch_size: int, world: int) -> list:
@@ -180,18 +193,22 @@ def _recon(cfg, a, b):
 
 
 @torch.no_grad()
-def evaluate(model: ILModel, dataset, cfg: ILConfig) -> dict:
+def evaluate(model: ILModel, dataset, cfg: ILConfig, device=None, amp: torch.dtype | None = None) -> dict:
     """Validation reconstruction loss, classifier mAP (mean AP over classes with positives) and
-    sparsity (mean largest channel probability of S(z)), in eval mode."""
+    sparsity (mean largest channel probability of S(z)), in eval mode, on ``device`` (None:
+    the model's) with the networks under autocast ``amp`` (None: float32)."""
     from sklearn.metrics import average_precision_score
 
+    dev = module_device(model) if device is None else resolve_device(device)
     model.eval()
     scores, labels, rec, top = [], [], 0.0, 0.0
-    for z, y, _ in DataLoader(dataset, batch_size=cfg.batch_size):
-        s, zr, logits = model(z)
-        rec += float(_recon(cfg, zr, z)) * len(z)
-        top += float(s.amax(1).mean()) * len(z)
-        scores.append(torch.sigmoid(logits).numpy())
+    for z, y, _ in DataLoader(dataset, batch_size=cfg.batch_size, **loader_kwargs(dev)):
+        z = to_device(z, dev)
+        with autocast(dev, amp):
+            s, zr, logits = model(z)
+        rec += float(_recon(cfg, zr.float(), z)) * len(z)
+        top += float(s.float().amax(1).mean()) * len(z)
+        scores.append(torch.sigmoid(logits.float()).cpu().numpy())
         labels.append(y.numpy())
     s, y = np.concatenate(scores), np.concatenate(labels)
     aps = [average_precision_score(y[:, k], s[:, k]) for k in range(y.shape[1]) if 0 < y[:, k].sum()]
@@ -200,39 +217,42 @@ def evaluate(model: ILModel, dataset, cfg: ILConfig) -> dict:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, dataset, cfg: ILConfig, gen: torch.Generator) -> None:
+def recalibrate_batchnorm(model: nn.Module, dataset, cfg: ILConfig, gen: torch.Generator, device=None, amp: torch.dtype | None = None) -> None:
     """Re-estimate every BatchNorm's running statistics on up to ``cfg.bn_recalibration`` train
     rows (a seeded sample drawn from ``gen``): a cumulative average over batches in train mode,
     no gradient. Under torchrun every rank runs it on the same rows in the same batches (a
     forward pass, cheap next to training): sharding it would average per-rank variances, which
-    are not one process's (the 2-process test saw the imitation loss move by 7e-5)."""
+    are not one process's (the 2-process test saw the imitation loss move by 7e-5). ``gen`` is
+    the CPU generator of the fit (the rows do not depend on the device); batches go to
+    ``device`` (None: the model's)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or cfg.bn_recalibration < 1:
         return
-    rows = torch.randperm(len(dataset), generator=gen)[: cfg.bn_recalibration].tolist()
+    dev = module_device(model) if device is None else resolve_device(device)
+    rows = torch.randperm(len(dataset), generator=gen, device=gen.device)[: cfg.bn_recalibration].tolist()
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch counts alike
     model.train()
     sub = torch.utils.data.Subset(dataset, rows)
-    for z, _, _ in DataLoader(sub, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
+    for z, _, _ in DataLoader(sub, batch_size=cfg.batch_size, num_workers=cfg.num_workers, **loader_kwargs(dev)):
         if len(z) > 1:
-            model(z)
+            with autocast(dev, amp):
+                model(to_device(z, dev))
     for m, mom in zip(bns, saved):
         m.momentum = mom
 
 
 def _average_gradients(module: nn.Module, world: int, n_local: int, n_global: int) -> None:
     """Make every rank's gradient the gradient of the global batch's mean loss: each rank's
-    (a mean over its ``n_local`` rows) weighted by n_local / n_global, summed over the group."""
+    (a mean over its ``n_local`` rows) weighted by n_local / n_global, summed over the group
+    (on the gradients' own device: NCCL on GPUs, one flattened all-reduce per dtype)."""
     if world > 1:
-        import torch.distributed as dist
-
-        for p in module.parameters():
-            if p.grad is not None:
-                p.grad *= n_local / n_global
-                dist.all_reduce(p.grad)
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        for grad in grads:
+            grad *= n_local / n_global
+        all_reduce_sum_(grads)
 
 
 def _checkpoint_path(out: str, g: int) -> str:
@@ -251,23 +271,53 @@ def _check_finite(loss: torch.Tensor, what: str, generation: int, out: str) -> N
         )
 
 
-def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILModel:
-    """Iterated learning on ``train`` (items ``(z, y, row)``), validated on ``val``.
-    Writes ``out/checkpoints/gen-NNN.pt``, ``out/log.jsonl``, ``out/config.json`` and
-    ``out/model.pt`` (the final S, D, C). Resumes after the last finished generation."""
+def _move(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` on ``device``, channels-last where ``channels_last(device)`` (CUDA)."""
+    module.to(device)
+    if channels_last(device):
+        module.to(memory_format=torch.channels_last)
+    return module
+
+
+def _reinitialise_on_cpu(module: nn.Module, device: torch.device) -> None:
+    """Fresh weights from the CPU's global generator (seeded by the caller), then back on
+    ``device``: re-initialised in place on a GPU they would come from the GPU's generator and
+    differ from a CPU run's. A no-op move on the CPU."""
+    module.to("cpu")
+    reset_parameters(module)
+    _move(module, device)
+
+
+def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True, device="auto", precision: str = "auto") -> ILModel:
+    """Iterated learning on ``train`` (items ``(z [C, H, W], y [K], row)``), validated on ``val``.
+    Writes ``out/checkpoints/gen-NNN.pt``, ``out/log.jsonl``, ``out/config.json`` (with the
+    device and ``ops.backend_for(device)``) and ``out/model.pt`` (the final S, D, C). Resumes
+    after the last finished generation (also on another device). Returns the model, in eval
+    mode, on ``device``.
+
+    ``device``: auto, cpu, cuda, cuda:N (``ltbench.utils.device.resolve_device``).
+    ``precision``: autocast of the S, D and C passes, ``auto`` (bfloat16 on CUDA, float32 on
+    the CPU), ``fp32`` or ``bf16`` (float16 is refused: its gradients would need a loss
+    scaler). Always float32, whatever ``precision``: the reconstruction and classification
+    losses (their inputs are cast up), the teacher's logits before ``ops.channel_sample`` (a
+    cumulative softmax in bfloat16 moves draws by up to 2^-8 in probability), and the student's
+    logits into ``ops.imitation_bce`` (its log is clamped at -100 and its gradient floors
+    p (1 - p) at 1e-12, which float16 flushes to 0). Weights and optimiser state stay float32."""
     from tqdm.auto import tqdm
 
     rank, world = group_rank_world()
     if len(train) == 0:
         raise ValueError("the training set of iterated learning is empty (check --split)")
+    dev = resolve_device(device)
+    amp = autocast_dtype(precision, dev, allow_fp16=False)
     z0 = train[0][0]
     y_all = label_matrix(train)
     n, k = y_all.shape
     torch.manual_seed(cfg.seed)
-    model = ILModel(tuple(z0.shape), k, cfg)
+    model = _move(ILModel(tuple(z0.shape), k, cfg), dev)  # initialised on the CPU, then moved
     pos = y_all.sum(0)
-    pos_weight = torch.tensor(n / (np.maximum(pos, 1) * k), dtype=torch.float32) if cfg.pos_weight else None
-    gen = torch.Generator().manual_seed(cfg.seed)
+    pos_weight = torch.tensor(n / (np.maximum(pos, 1) * k), dtype=torch.float32, device=dev) if cfg.pos_weight else None
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # batch order, uniforms, recalibration rows
 
     def optimisers():
         o_s = torch.optim.AdamW(model.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -295,19 +345,24 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
     if is_main():
         os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
         with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump({"il": dataclasses.asdict(cfg), "ops_backend": ops.backend()}, f, indent=2)
+            json.dump({"il": dataclasses.asdict(cfg), "ops_backend": ops.backend_for(dev), "device": str(dev), "autocast": str(amp).replace("torch.", "") if amp else "float32"}, f, indent=2)
         write_stage_inputs(out, "il", inputs)  # before the first checkpoint it describes
 
     for g in range(start, cfg.generations):
         t0 = time.time()
         model.train()
-        stats = {"loss": 0.0, "recon": 0.0, "cls": 0.0, "n": 0}
+        # loss sums stay on the device (float64, the same additions as Python floats): no
+        # host synchronisation per value; the finiteness check is the one per step
+        sums = torch.zeros(3, dtype=torch.float64, device=dev)
+        n_seen = 0
         sizes = _global_sizes(len(train), cfg.batch_size, world)
         for _ in range(cfg.interaction_epochs):
-            for step, (z, y, _) in enumerate(tqdm(_loader(train, cfg, True, gen), desc=f"gen {g} interaction", disable=not progress, leave=False)):
-                s, zr, logits = model(z)
-                l_r = _recon(cfg, zr, z)
-                l_c = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+            for step, (z, y, _) in enumerate(tqdm(_loader(train, cfg, True, gen, dev), desc=f"gen {g} interaction", disable=not progress, leave=False)):
+                z, y = to_device(z, dev), to_device(y, dev)
+                with autocast(dev, amp):
+                    s, zr, logits = model(z)
+                l_r = _recon(cfg, zr.float(), z)
+                l_c = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight)
                 loss = cfg.lam * l_r + (1 - cfg.lam) * l_c
                 _check_finite(loss, "interaction", g, out)
                 opt_s.zero_grad(set_to_none=True)
@@ -316,39 +371,45 @@ def train_il(train, val, cfg: ILConfig, out: str, progress: bool = True) -> ILMo
                 _average_gradients(model, world, len(z), sizes[step])
                 opt_s.step()
                 opt_dc.step()
-                for key, v in (("loss", loss), ("recon", l_r), ("cls", l_c)):
-                    stats[key] += float(v.detach()) * len(z)
-                stats["n"] += len(z)
+                sums += torch.stack([loss.detach(), l_r.detach(), l_c.detach()]).double() * len(z)
+                n_seen += len(z)
             sched.step()
         average_buffers(model)  # before the teacher is copied: one teacher on every rank
-        recalibrate_batchnorm(model, train, cfg, gen)
-        tot = dict(zip(("loss", "recon", "cls", "n"), sum_over_ranks([stats[k] for k in ("loss", "recon", "cls", "n")])))
+        recalibrate_batchnorm(model, train, cfg, gen, dev, amp)
+        tot = dict(zip(("loss", "recon", "cls", "n"), sum_over_ranks([*sums.tolist(), n_seen])))
         entry = {"generation": g, "interaction": {key: tot[key] / max(tot["n"], 1) for key in ("loss", "recon", "cls")}}
         # the model this generation's interaction made (what CAMs and fusion use after the last)
-        entry["val"] = evaluate(model, val, cfg) if val is not None and len(val) else None
+        entry["val"] = evaluate(model, val, cfg, dev, amp) if val is not None and len(val) else None
         model.train()
         if g < cfg.generations - 1:
             teacher = _frozen_copy(model.student)
             torch.manual_seed(cfg.seed * 100_003 + g)  # seeded per generation: a resumed run re-initialises identically
-            reset_parameters(model.student)  # a freshly initialised student ...
+            _reinitialise_on_cpu(model.student, dev)  # a freshly initialised student ...
             opt_s = torch.optim.AdamW(model.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)  # ... and a new optimiser
-            im, m = 0.0, 0
+            im, m = torch.zeros((), dtype=torch.float64, device=dev), 0
             for _ in range(cfg.imitation_epochs):
-                for step, (z, _, _) in enumerate(tqdm(_loader(train, cfg, True, gen), desc=f"gen {g} imitation", disable=not progress, leave=False)):
+                for step, (z, _, _) in enumerate(tqdm(_loader(train, cfg, True, gen, dev), desc=f"gen {g} imitation", disable=not progress, leave=False)):
+                    z = to_device(z, dev)
                     with torch.no_grad():
-                        t_logits = teacher(z)
-                        # one process's uniforms for the whole global batch; this rank's rows
-                        u = torch.rand(sizes[step], *t_logits.shape[2:], generator=gen)[rank::world]
-                        idx = ops.channel_sample(t_logits, u)
-                    loss = ops.imitation_bce(model.student(z), idx)
+                        with autocast(dev, amp):
+                            t_logits = teacher(z)
+                        # one process's uniforms for the whole global batch, drawn on the CPU;
+                        # this rank's rows
+                        u = torch.rand(sizes[step], *t_logits.shape[2:], generator=gen, device=gen.device)[rank::world]
+                        with no_autocast(dev):
+                            idx = ops.channel_sample(t_logits.float(), to_device(u, dev))
+                    with autocast(dev, amp):
+                        s_logits = model.student(z)
+                    with no_autocast(dev):
+                        loss = ops.imitation_bce(s_logits.float(), idx)
                     _check_finite(loss, "imitation", g, out)
                     opt_s.zero_grad(set_to_none=True)
                     loss.backward()
                     _average_gradients(model.student, world, len(z), sizes[step])
                     opt_s.step()
-                    im += float(loss.detach()) * len(z)
+                    im += loss.detach().double() * len(z)
                     m += len(z)
-            im, m = sum_over_ranks([im, m])
+            im, m = sum_over_ranks([float(im), m])
             entry["imitation"] = {"loss": im / max(m, 1)}
         average_buffers(model)
         entry["seconds"] = round(time.time() - t0, 2)
@@ -401,11 +462,14 @@ def config_from_state(state: dict, path: str) -> ILConfig:
         raise ValueError(f"{path}: its IL config is invalid: {exc}") from None
 
 
-def load_il(path: str) -> ILModel:
+def load_il(path: str, device="auto") -> ILModel:
+    """The model of a ``train_il`` run folder (or its ``model.pt``), in eval mode on ``device``
+    (auto, cpu, cuda, cuda:N): the weights are mapped straight onto the device."""
     if os.path.isdir(path):
         path = os.path.join(path, "model.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no trained IL model at {path}; run `ltbench train-il` first")
+    dev = resolve_device(device)
     state = _load_state(path)
     cfg = config_from_state(state, path)
     shape, k = state.get("latent_shape"), state.get("n_classes")
@@ -416,4 +480,5 @@ def load_il(path: str) -> ILModel:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: the weights do not fit the model its config describes ({str(exc).splitlines()[0]})") from None
+    model = _move(model, dev)
     return model.eval()

@@ -26,8 +26,35 @@ def extension_available() -> bool:
 
 
 def backend() -> str:
-    """``"fused"`` or ``"reference"``; saved with every result."""
+    """``"fused"`` or ``"reference"``: whether ``ltbench._C`` is loaded at all. Which
+    implementation runs on a given device is ``backend_for(device)``."""
     return "fused" if extension_available() else "reference"
+
+
+_METHOD_OPS = ("channel_sample", "imitation_bce", "imitation_bce_backward", "mask_fuse", "mask_fuse_backward")
+
+
+@functools.lru_cache(maxsize=None)
+def fused_on(device_type: str) -> bool:
+    """True when ``ltbench._C`` has kernels of every method op for ``device_type`` ("cpu" or
+    "cuda"): a build without nvcc has CPU kernels only, and CUDA tensors then go to the
+    references instead of failing in the dispatcher."""
+    if not extension_available() or device_type not in ("cpu", "cuda"):
+        return False
+    import torch
+
+    key = "CPU" if device_type == "cpu" else "CUDA"
+    return all(torch._C._dispatch_has_kernel_for_dispatch_key(f"ltbench::{op}", key) for op in _METHOD_OPS)
+
+
+def backend_for(device) -> str:
+    """Which implementation of the method's ops (``channel_sample``, ``imitation_bce``,
+    ``mask_fuse``) runs on ``device`` (a torch.device or a string such as "cuda:0"):
+    ``"fused-cuda"``, ``"fused-cpu"`` or ``"reference"``. Results record it."""
+    import torch
+
+    t = torch.device(device).type
+    return f"fused-{t}" if fused_on(t) else "reference"
 
 
 def cpu_isa() -> str | None:

@@ -1,11 +1,13 @@
-"""Public entry points of the method's ops. The method calls only these; they dispatch to
-the fused kernels of ``ltbench._C`` when it provides them and to the references otherwise.
-Arguments are checked here (shapes, dtypes, devices: a ``ValueError`` naming the argument)
-whichever backend runs, so errors are the same with and without the extension."""
+"""Public entry points of the method's ops. The method calls only these; they dispatch, by
+the device of the input, to the fused kernels of ``ltbench._C`` when it has them for that
+device (CPU kernels always, CUDA kernels when it was built with nvcc) and to the references
+otherwise (``ltbench.ops.backend_for(device)`` says which). Arguments are checked here
+(shapes, dtypes, devices: a ``ValueError`` naming the argument) whichever backend runs, so
+errors are the same with and without the extension."""
 
 import torch
 
-from ltbench.ops._backend import extension_available
+from ltbench.ops._backend import extension_available, fused_on
 from ltbench.ops.references import (
     channel_sample_reference,
     check_channel_sample,
@@ -81,7 +83,17 @@ def _register() -> bool:
     return True
 
 
-_FUSED = _register()
+_FUSED = _register()  # the master switch (tests turn it off to run the references)
+_FUSED_CPU = _FUSED and fused_on("cpu")
+_FUSED_CUDA = _FUSED and fused_on("cuda")
+
+
+def _fused(t: torch.Tensor) -> bool:
+    """Whether ``t``'s device has fused kernels. Plain attribute reads, so torch.compile traces
+    the choice as a constant; tensors of other devices (meta, a test double) take the references."""
+    if not _FUSED:
+        return False
+    return _FUSED_CUDA if t.is_cuda else (_FUSED_CPU and t.device.type == "cpu")
 
 
 def channel_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -89,7 +101,7 @@ def channel_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     uniforms in [0, 1) -> int64[B, H, W]. Edge cases (both backends): u >= the total or NaN
     gives the last channel with p > 0; a NaN/+inf logit or an all -inf pixel gives a draw from
     NaN probabilities (channel 0 where no p > 0)."""
-    if _FUSED:
+    if _fused(logits):
         check_channel_sample(logits, u)
         return torch.ops.ltbench.channel_sample(logits, u)
     return channel_sample_reference(logits, u)
@@ -99,7 +111,7 @@ def imitation_bce(student_logits: torch.Tensor, idx: torch.Tensor) -> torch.Tens
     """Imitation loss (Eq. 2): mean BCE(softmax(student_logits), one_hot(idx)). -> scalar.
     NaN/inf logits give a NaN loss (and NaN gradients on the offending pixels) on both
     backends; callers check ``torch.isfinite`` (the IL loop stops with an error naming the step)."""
-    if _FUSED:
+    if _fused(student_logits):
         check_imitation_bce(student_logits, idx, values=not torch.compiler.is_compiling())
         return torch.ops.ltbench.imitation_bce(student_logits, idx)
     return imitation_bce_reference(student_logits, idx)
@@ -112,7 +124,7 @@ def mask_fuse(z_t: torch.Tensor, z_h: torch.Tensor, m_s: torch.Tensor, m_g: torc
     check_mask_fuse(z_t, z_h, m_s, m_g, m_r)
     if out is not None:
         check_mask_fuse_out(z_t, out)  # both backends: a wrong dtype is an error, never a silent cast
-    if _FUSED:
+    if _fused(z_t):
         if out is not None:
             torch.ops.ltbench.mask_fuse.out(z_t, z_h, m_s, m_g, m_r, out=out)
             return out

@@ -78,6 +78,8 @@ def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype =
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``auto|cpu|cuda|cuda:N`` -> a torch.device: ``ltbench.utils.device.resolve_device``, the
+    one parser every stage shares (kept here under its old name for the prior's callers)."""
+    from ltbench.utils.device import resolve_device as resolve
+
+    return resolve(device)

@@ -11,8 +11,12 @@ Two notions of "world":
   joined a group (``python -m ltbench.reproduce table1`` claims cells by file locks instead)
   trains and generates on its own, whole.
 
-``init_distributed()`` joins the group torchrun describes (gloo on CPU, NCCL with CUDA); the
-``ltbench`` commands that train or generate call it. Only rank 0 writes shared results."""
+``init_distributed()`` joins the group torchrun describes; the ``ltbench`` commands that train
+or generate call it. With CUDA the group is ``"cpu:gloo,cuda:nccl"``: one group that carries
+CUDA tensors over NCCL and CPU tensors (loss sums, the pickled objects of ``gather_shares``)
+over gloo; without CUDA it is ``"gloo"`` (``process_group_backend``). The collectives below
+also work in a group someone else made with NCCL alone: a CPU tensor is staged through this
+rank's GPU. Only rank 0 writes shared results."""
 
 import os
 
@@ -47,10 +51,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+def process_group_backend(cuda_available: bool) -> str:
+    """The backend string ``init_distributed`` passes to ``init_process_group``:
+    ``"cpu:gloo,cuda:nccl"`` when CUDA is available (NCCL cannot carry CPU tensors, and the
+    method's collectives carry both: gradients on the GPU, loss sums and pickled samples on
+    the CPU), ``"gloo"`` otherwise. ``LTBENCH_DIST_BACKEND`` overrides it (any string
+    ``init_process_group`` takes, e.g. ``gloo`` to rule NCCL out when debugging)."""
+    override = os.environ.get("LTBENCH_DIST_BACKEND", "").strip()
+    if override:
+        return override
+    return "cpu:gloo,cuda:nccl" if cuda_available else "gloo"
+
+
 def init_distributed() -> bool:
-    """Join the process group when started by torchrun with WORLD_SIZE > 1 (gloo on CPU,
-    NCCL when CUDA is available; each rank then uses cuda:LOCAL_RANK). Returns whether a group
-    is initialised. A no-op for a single process."""
+    """Join the process group when started by torchrun with WORLD_SIZE > 1 (the backend of
+    ``process_group_backend``; with CUDA each rank first makes cuda:LOCAL_RANK its current
+    device, which ``resolve_device("cuda")`` then returns). Returns whether a group is
+    initialised. A no-op for a single process."""
     import torch
     import torch.distributed as dist
 
@@ -58,12 +75,47 @@ def init_distributed() -> bool:
         return True
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
         return False
-    if torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
+    dist.init_process_group(process_group_backend(cuda))
     return True
+
+
+def _collective_device(t):
+    """Where ``t`` can go through the default group: its own device, except a CPU tensor in a
+    group of NCCL alone (one made outside ``init_distributed``), which goes via this rank's GPU."""
+    import torch
+    import torch.distributed as dist
+
+    if t.device.type == "cpu" and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return t.device
+
+
+def all_reduce_sum_(tensors) -> None:
+    """Sum every tensor of ``tensors`` over the ranks, in place: one all-reduce per (device,
+    dtype) of the tensors flattened together (a U-Net's hundred gradients are one NCCL call,
+    not a hundred). A no-op in one process."""
+    if group_rank_world()[1] == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    buckets: dict = {}
+    for t in tensors:
+        buckets.setdefault((t.device, t.dtype), []).append(t)
+    for (device, _), group in buckets.items():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        via = _collective_device(flat)
+        moved = flat.to(via)
+        dist.all_reduce(moved)
+        if moved is not flat:
+            flat.copy_(moved)
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
 
 
 def finish_distributed() -> None:
@@ -117,26 +169,25 @@ def wrap_ddp(module, **kwargs):
 
 def average_buffers(module) -> None:
     """Floating-point buffers (BatchNorm's running statistics) replaced by their mean over the
-    ranks, so every rank holds one model."""
+    ranks, so every rank holds one model. The buffers stay on their device (GPU buffers go
+    through NCCL)."""
     world = group_rank_world()[1]
     if world > 1:
-        import torch.distributed as dist
-
-        for b in module.buffers():
-            if b.is_floating_point():
-                dist.all_reduce(b)
-                b /= world
+        bufs = [b for b in module.buffers() if b.is_floating_point()]
+        all_reduce_sum_(bufs)
+        for b in bufs:
+            b /= world
 
 
 def sum_over_ranks(values: list) -> list:
-    """Element-wise sum over the ranks of a list of numbers (itself in one process)."""
+    """Element-wise sum over the ranks of a list of numbers (itself in one process). The sum is
+    a float64 CPU tensor (gloo's side of the group)."""
     if group_rank_world()[1] == 1:
         return values
     import torch
-    import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
+    t = torch.tensor(values, dtype=torch.float64, device="cpu")
+    all_reduce_sum_([t])
     return t.tolist()
 
 
@@ -147,9 +198,12 @@ def sample_seed(seed: int, *keys: int) -> int:
 
 
 def sample_generator(seed: int, *keys: int):
+    """A CPU ``torch.Generator`` seeded with ``sample_seed(seed, *keys)``. On the CPU on purpose:
+    a sample's random numbers (masks, p, noise) are then the same whatever device computes with
+    them (draw with ``device=g.device``, then copy)."""
     import torch
 
-    return torch.Generator().manual_seed(sample_seed(seed, *keys))
+    return torch.Generator(device="cpu").manual_seed(sample_seed(seed, *keys))
 
 
 def my_share(n: int) -> np.ndarray:
@@ -169,13 +223,15 @@ def gather_shares(part: dict, n: int) -> dict:
     if world == 1:
         return part
     got = [None] * world
+    # objects are pickled on the CPU: gloo carries them in a "cpu:gloo,cuda:nccl" group (torch
+    # picks the CPU backend for object collectives when the group has one)
     dist.all_gather_object(got, {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in part.items()})
     out = {}
     for k in part:
         pieces = [g[k] for g in got]
         first = pieces[0]
         shape = (n, *first.shape[1:])
-        full = torch.empty(shape, dtype=first.dtype) if isinstance(first, torch.Tensor) else np.empty(shape, dtype=first.dtype)
+        full = torch.empty(shape, dtype=first.dtype, device="cpu") if isinstance(first, torch.Tensor) else np.empty(shape, dtype=first.dtype)
         for r, piece in enumerate(pieces):
             full[r::world] = piece
         out[k] = full

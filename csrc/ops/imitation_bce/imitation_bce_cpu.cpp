@@ -32,6 +32,11 @@ void check_imitation_bce_args(const char* op, const at::Tensor& logits, const at
   LTB_CHECK_SAME_DEVICE(op, logits, idx);
 }
 
+void check_imitation_bce_grad(const char* op, const at::Tensor& grad) {
+  TORCH_CHECK(grad.numel() == 1 && at::isFloatingType(grad.scalar_type()), op,
+              ": grad must be a floating scalar (the loss's gradient), got ", grad.scalar_type(), " ", grad.sizes());
+}
+
 namespace {
 
 at::Tensor imitation_bce_cpu(const at::Tensor& logits, const at::Tensor& idx) {
@@ -52,6 +57,7 @@ at::Tensor imitation_bce_cpu(const at::Tensor& logits, const at::Tensor& idx) {
 
 at::Tensor imitation_bce_backward_cpu(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& idx) {
   check_imitation_bce_args("ltbench::imitation_bce_backward", logits, idx);
+  check_imitation_bce_grad("ltbench::imitation_bce_backward", grad);
   auto l = logits.contiguous();
   auto k = idx.to(at::kLong).contiguous();
   auto out = at::empty_like(l);

@@ -10,6 +10,7 @@
 
 namespace ltbench {
 void check_imitation_bce_args(const char* op, const at::Tensor& logits, const at::Tensor& idx);
+void check_imitation_bce_grad(const char* op, const at::Tensor& grad);
 
 namespace {
 
@@ -84,6 +85,10 @@ at::Tensor imitation_bce_cuda(const at::Tensor& logits, const at::Tensor& idx) {
   auto k = idx.to(at::kLong).contiguous();
   const int64_t B = l.size(0), C = l.size(1), HW = l.size(2) * l.size(3), N = l.numel();
   if (N == 0) return at::full({}, std::numeric_limits<double>::quiet_NaN(), l.options());
+  // as on the CPU: an index outside [0, C) is an error, not a silently wrong loss (a sync, which
+  // the Python wrapper's own check costs anyway)
+  TORCH_CHECK(k.min().item<int64_t>() >= 0 && k.max().item<int64_t>() < C, "ltbench::imitation_bce: idx must be in [0, ",
+              C, ")");
   const int blocks = grid_for(B * HW);
   auto partial = at::empty({blocks}, l.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.scalar_type(), "imitation_bce_cuda", [&] {
@@ -97,6 +102,7 @@ at::Tensor imitation_bce_cuda(const at::Tensor& logits, const at::Tensor& idx) {
 
 at::Tensor imitation_bce_backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& idx) {
   check_imitation_bce_args("ltbench::imitation_bce_backward", logits, idx);
+  check_imitation_bce_grad("ltbench::imitation_bce_backward", grad);
   const c10::cuda::CUDAGuard guard(logits.device());
   auto l = logits.contiguous();
   auto k = idx.to(at::kLong).contiguous();

@@ -44,6 +44,19 @@ void check_mask_fuse_out(const char* op, const at::Tensor& z_t, const at::Tensor
               out.device());
 }
 
+void check_mask_fuse_backward_args(const char* op, const at::Tensor& grad, const at::Tensor& m_s, const at::Tensor& m_g,
+                                   const at::Tensor& m_r) {
+  LTB_CHECK_DIM(op, grad, 4);
+  TORCH_CHECK(at::isFloatingType(grad.scalar_type()), op, ": grad must be floating point, got ", grad.scalar_type());
+  const auto B = grad.size(0), H = grad.size(2), W = grad.size(3);
+  for (const auto* m : {&m_s, &m_g, &m_r}) {
+    const char* name = m == &m_s ? "m_s" : (m == &m_g ? "m_g" : "m_r");
+    TORCH_CHECK(m->dim() == 3 && m->size(0) == B && m->size(1) == H && m->size(2) == W, op, ": ", name,
+                " must be [B, H, W] = [", B, ", ", H, ", ", W, "], got ", m->sizes());
+    TORCH_CHECK(m->device() == grad.device(), op, ": ", name, " is on ", m->device(), ", grad on ", grad.device());
+  }
+}
+
 namespace {
 
 void mask_fuse_into_cpu(const at::Tensor& z_t, const at::Tensor& z_h, const at::Tensor& m_s, const at::Tensor& m_g,
@@ -69,7 +82,7 @@ at::Tensor mask_fuse_cpu(const at::Tensor& z_t, const at::Tensor& z_h, const at:
 
 std::tuple<at::Tensor, at::Tensor> mask_fuse_backward_cpu(const at::Tensor& grad, const at::Tensor& m_s,
                                                           const at::Tensor& m_g, const at::Tensor& m_r) {
-  LTB_CHECK_DIM("ltbench::mask_fuse_backward", grad, 4);
+  check_mask_fuse_backward_args("ltbench::mask_fuse_backward", grad, m_s, m_g, m_r);
   auto g = grad.contiguous();
   auto gt = at::empty_like(g), gh = at::empty_like(g);
   if (g.numel() == 0) return {gt, gh};

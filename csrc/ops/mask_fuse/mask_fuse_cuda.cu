@@ -112,7 +112,7 @@ at::Tensor mask_fuse_cuda(const at::Tensor& z_t, const at::Tensor& z_h, const at
 
 std::tuple<at::Tensor, at::Tensor> mask_fuse_backward_cuda(const at::Tensor& grad, const at::Tensor& m_s,
                                                            const at::Tensor& m_g, const at::Tensor& m_r) {
-  LTB_CHECK_DIM("ltbench::mask_fuse_backward", grad, 4);
+  check_mask_fuse_backward_args("ltbench::mask_fuse_backward", grad, m_s, m_g, m_r);
   const c10::cuda::CUDAGuard guard(grad.device());
   auto g = grad.contiguous();
   auto gt = at::empty_like(g), gh = at::empty_like(g);
