@@ -3,7 +3,6 @@ process-group backend for (CUDA available?), which op backend runs where, the au
 iterated learning (CPU autocast), and the CPU path of fusion against a direct computation."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -69,7 +69,7 @@ def test_smoke_cells_validate_and_carry_provenance(smoke_run):
     for c in cells:
         validate_cell(c)
         md = c["metadata"]
-        assert md["ops_backend"] in ("fused", "reference") and md["seed"] == c["config"]["seed"]
+        assert md["ops_backend"] in ("fused-cpu", "fused-cuda", "reference") and md["seed"] == c["config"]["seed"]
         assert md["versions"]["torch"] and md["utc_time"].endswith("+00:00")
         res = c["results"]
         row = c["config"]["row"]

@@ -25,22 +25,22 @@ def _fsa_il(store, il: str, cfg: FusionConfig, classes, head, tail, prior, work:
     from ltbench.method.il import load_il
     from ltbench.utils.dist import barrier, is_main
 
-    model = load_il(il)
+    model = load_il(il, device=device)
     from ltbench.utils.io import claim_partial
 
     cams_dir = os.path.join(work, "cams")
     if is_main():
         claim_partial(work, "augment-scratch")  # refuses a folder of that name ltbench did not write
-        cams, scores = compute_cams(model, store, cams_dir, method=cfg.cam, layers=cfg.cam_layers, progress=progress)
+        cams, scores = compute_cams(model, store, cams_dir, method=cfg.cam, layers=cfg.cam_layers, progress=progress, device=device)
     barrier()  # under torchrun: rank 0 computes the CAMs, the others read them
     if not is_main():
-        cams, scores = compute_cams(model, store, cams_dir, method=cfg.cam, layers=cfg.cam_layers, progress=False)
+        cams, scores = compute_cams(model, store, cams_dir, method=cfg.cam, layers=cfg.cam_layers, progress=False, device=device)
 
     class Record:
         pass
 
     rec = Record()
-    z, y = generate_fusions(model, store, cams, scores, classes, head, tail, cfg, prior=prior, record=rec, progress=progress)
+    z, y = generate_fusions(model, store, cams, scores, classes, head, tail, cfg, prior=prior, record=rec, progress=progress, device=device)
     rows, p = store.rows, rec.partners_
     extra = {"tail_row": rows[p[:, 0]], "partner_row": rows[p[:, 1]], "tail_class": [classes[c] for c in p[:, 3]], "partner_head_class": [classes[c] for c in p[:, 2]]}
     return z, y, extra

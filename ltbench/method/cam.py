@@ -108,7 +108,7 @@ def batch_cams(model, z: torch.Tensor, y: np.ndarray, prevalence: np.ndarray, me
     return class_activation_maps(model, s, method, layers, targets), sc
 
 
-def compute_cams(model, dataset, out_dir: str, batch_size: int = 128, progress: bool = True, method: str = "eigencam", layers: str = "last", device="auto") -> tuple[np.ndarray, np.ndarray]:
+def compute_cams(model, dataset, out_dir: str, method: str, layers: str, batch_size: int = 128, progress: bool = True, device="auto") -> tuple[np.ndarray, np.ndarray]:
     """CAMs and classifier scores of every item of ``dataset`` (items ``(z [C, H, W], y [K],
     row)``), in dataset order, with S and C on ``device`` (auto, cpu, cuda, cuda:N; the model
     is moved there, in place). Returns memory maps ``(cams float16[N, H, W], scores

@@ -52,7 +52,7 @@ def generate_cell(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.nda
             if ctx.oracle is None:
                 raise ValueError(f"row {row} needs an oracle")
             oracle = lambda z: ctx.oracle.positive(ctx.prior.decode_uint8(z)).astype(np.float32)  # noqa: E731
-        aug = make_augmenter("fsa-il", classes=ctx.classes, head=ctx.head, tail=ctx.tail, fusion=fusion, prior=ctx.prior, oracle=oracle, fitted=ctx.il_fit(seed))
+        aug = make_augmenter("fsa-il", classes=ctx.classes, head=ctx.head, tail=ctx.tail, fusion=fusion, prior=ctx.prior, oracle=oracle, fitted=ctx.il_fit(seed), device=p.device)
     elif spec["method"] == "t2i":
         aug = make_augmenter("t2i", prior=ctx.prior, steps=p.t2i_steps, guidance=p.t2i_guidance, **base)
     else:
@@ -218,7 +218,11 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     share = generated_share(len(ctx.x_train), len(images), p.classifier.generated_share)
     steps, warm = p.classifier.steps, (p.classifier.warm_steps if init is not None else 0)
     results["generated_share"] = {"of_row_steps": share, "of_all_steps": share * steps / (steps + warm), "generated_slots": round(share * steps * p.classifier.batch_size)}
-    cell = {"schema": SCHEMA, "metadata": {**metadata(seed), "sources": ctx.sources}, "config": ctx.cell_config(row, seed), "results": results}
+    from ltbench import ops
+    from ltbench.utils.device import resolve_device
+
+    # which ops ran: the fused kernels of the device the method ran on, or the references
+    cell = {"schema": SCHEMA, "metadata": {**metadata(seed), "ops_backend": ops.backend_for(resolve_device(p.device)), "sources": ctx.sources}, "config": ctx.cell_config(row, seed), "results": results}
     return cell, (images, targets)
 
 

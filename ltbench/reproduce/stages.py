@@ -400,7 +400,7 @@ class Context:
         atomic_write_json(stamp_file, want)
         seconds_file = os.path.join(work, "fit_seconds.json")
         fresh = not os.path.exists(seconds_file)
-        fsa = make_augmenter("fsa-il", classes=self.classes, head=self.head, tail=self.tail, il=self.preset.il_for(seed), fusion=self.preset.fusion, work_dir=work, progress=self.progress).fit(z, self.y_train)
+        fsa = make_augmenter("fsa-il", classes=self.classes, head=self.head, tail=self.tail, il=self.preset.il_for(seed), fusion=self.preset.fusion, work_dir=work, progress=self.progress, device=self.preset.device).fit(z, self.y_train)
         self._timed("il_fit_s", t)
         self.peaks.mark("il_fit")
         if fresh:  # the one-off cost of the seed's fsa-il rows, kept when the fit is reused
@@ -441,7 +441,7 @@ class Context:
                     lifts = []
                     for c in self.tail:
                         r = picks[c]
-                        cams = batch_cams(model, z[torch.from_numpy(r)], y[r], prev, method, layers)[0]
+                        cams = batch_cams(model, z[torch.from_numpy(r)], y[r], prev, method, layers)[0]  # on the model's device
                         loc = localise(cams, self.preset.fusion.tau_h, masks[c])
                         lifts.append((loc["finding_in_ms_minus_random"]["mean"] + loc["ms_on_finding_minus_random"]["mean"]) / 2)
                     choices.append({"cam": method, "layers": layers, "score": float(np.mean(lifts))})
