@@ -150,4 +150,8 @@ if __name__ == "__main__":
     from ltbench.utils.dist import finish_distributed
 
     main()
+    from ltbench.utils.dist import group_rank_world
+
+    # this rank's work is done and written: an abort after this line is teardown's
+    open(os.path.join(sys.argv[2], f".rank{group_rank_world()[0]}.done"), "w").close()
     finish_distributed()

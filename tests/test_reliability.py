@@ -517,13 +517,13 @@ def tiny_fs(tmp_path):
     """A 256 KiB tmpfs (needs mount rights; skipped where the test may not make one)."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=60)
 
 
 def test_a_real_full_disk_is_an_error_naming_the_file(tiny_fs):
@@ -537,7 +537,7 @@ def test_a_real_full_disk_is_an_error_naming_the_file(tiny_fs):
         "except OSError as exc:\n"
         "    print(exc)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(tiny_fs / "store")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code, str(tiny_fs / "store")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert "No space left on device" in r.stdout and "latents-00000.npy" in r.stdout, r.stdout
     assert os.listdir(tiny_fs / "store" / "shards") == []  # the temporary file is gone
