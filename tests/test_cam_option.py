@@ -33,6 +33,7 @@ def tiny_run(tmp_path_factory):
     return ctx
 
 
+@pytest.mark.slow
 def test_table1_fit_uses_the_presets_cam_choice(tiny_run):
     ctx = tiny_run
     model, cams, _ = ctx.il_fit(0)
@@ -47,6 +48,7 @@ def test_table1_fit_uses_the_presets_cam_choice(tiny_run):
     assert ctx.il_fit_identity(0)["cam"] == ["eigencam", "last"]
 
 
+@pytest.mark.slow
 def test_augment_cam_option_changes_the_fusions(tmp_path):
     """`ltbench augment --cam eigencam --cam-layers last` used to write latents byte-identical
     to the default's."""

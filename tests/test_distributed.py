@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "dist_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
-pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+pytestmark = [pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH"), pytest.mark.slow]  # 2-process torchrun runs of every trainer
 
 
 def _torchrun(cmd: list, done, timeout: int, **kw) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc peak-RSS reset")
+pytestmark = [pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc peak-RSS reset"), pytest.mark.slow]  # peak-RSS probes in fresh processes
 
 SCRIPT = textwrap.dedent(
     """

@@ -200,6 +200,7 @@ def test_bad_input_is_rejected(tmp_path):
         aug.fit_resample(torch.full((4, 4, 16, 16), float("nan")), np.zeros((4, 10)))
 
 
+@pytest.mark.slow
 def test_cli_train_il_and_augment(tmp_path):
     import subprocess
     import sys

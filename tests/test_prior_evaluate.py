@@ -2,12 +2,15 @@
 (quality.json with the weights it measured and the command, the sample grid, the generated
 README) and that the README is rendered from quality.json."""
 
+import pytest
 import json
 import os
 
 from ltbench.cli import main
 from ltbench.testing import make_tiny_sd_pipeline
 from ltbench.utils.provenance import prior_weights
+
+pytestmark = pytest.mark.slow  # a whole prior evaluation
 
 
 def test_prior_evaluate_writes_quality_grid_and_readme(tmp_path, capsys):

@@ -62,6 +62,7 @@ def test_project_refuses_a_run_that_is_not_a_rehearsal(tmp_path, capsys):
     assert not (run / "projection.md").exists()
 
 
+@pytest.mark.slow
 def test_classify_rerun_with_other_inputs_refuses_the_cached_images(tmp_path, capsys):
     """A rerun into the same --out with another --data (or --augmented) reused the first run's
     images and wrote metrics under the new name."""

@@ -19,6 +19,8 @@ from ltbench.reproduce.rows import parse_row
 from ltbench.reproduce.schema import ConfigMismatch, validate_cell
 from ltbench.reproduce.table1 import run_table1
 
+pytestmark = pytest.mark.slow  # a killed-and-resumed smoke Table 1, torchrun and --shard fan-outs: minutes
+
 CMD = [sys.executable, "-m", "ltbench.reproduce", "table1", "--preset", "smoke", "--quiet"]
 
 
