@@ -27,7 +27,7 @@ def test_compute_cams_takes_the_choice_explicitly():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A smoke-sized Table 1 context whose preset asks for EigenCAM on the last block."""
-    preset = dataclasses.replace(PRESETS["smoke"], phantom=PhantomConfig(n=600, min_test_positives=1), fusion=FusionConfig(cam="eigencam", cam_layers="last"), classifier=ClassifierConfig(steps=2, warm_steps=0, batch_size=8))
+    preset = dataclasses.replace(PRESETS["smoke"], phantom=PhantomConfig(n=1000, min_test_positives=1), fusion=FusionConfig(cam="eigencam", cam_layers="last"), classifier=ClassifierConfig(steps=2, warm_steps=0, batch_size=8))
     ctx = Context(preset, str(tmp_path_factory.mktemp("run")), progress=False)
     ctx.load_data()
     return ctx

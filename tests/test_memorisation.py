@@ -82,6 +82,10 @@ def test_too_few_heldout_images_leave_a_class_untested():
     assert out["per_class"]["a"]["flag"] is None and out["per_class"]["a"]["pixel"]["p_value"] is None
     assert out["per_class"]["a"]["pixel"]["generated_median"] == 0.0
     assert out["per_class"]["b"] is None and out["overall"]["flag"] is None
+    # a class with samples and NO held-out image (a small real split): measured, not tested
+    out = memorisation({"a": train[:3]}, {"a": train[:0]}, train, features=_mean)
+    assert out["per_class"]["a"]["n_heldout"] == 0 and out["per_class"]["a"]["pixel"]["generated_median"] == 0.0
+    assert out["per_class"]["a"]["pixel"]["heldout_median"] is None and out["per_class"]["a"]["flag"] is None
 
 
 def test_chunks_and_row_sources_give_the_one_block_answer(tmp_path):

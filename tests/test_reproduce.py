@@ -74,7 +74,7 @@ def test_smoke_cells_validate_and_carry_provenance(smoke_run):
         assert md["ops_backend"] in ("fused-cpu", "fused-cuda", "reference") and md["seed"] == c["config"]["seed"]
         assert md["versions"]["torch"] and md["utc_time"].endswith("+00:00")
         res = c["results"]
-        row = c["config"]["row"]
+        row = parse_row(c["config"]["row"])["base"]  # a trainer row (asl, fsa-il@5+asl) has its base row's samples
         if row == "none":
             assert res["train_size"]["generated"] == 0 and res["tail_metrics"] is None
         else:
@@ -136,7 +136,7 @@ def test_floor_and_ceiling_rows_are_held_out_real_images_and_their_round_trips(s
     assert (k == 1).all()  # each held-out image really shows the class it stands for
     diff = np.abs(gen["real"]["images"].astype(int) - gen["vae"]["images"].astype(int))
     assert 0 < diff.mean() < 20  # a round trip: close, not identical
-    ref = np.load(os.path.join(out, "work", "fid_reference.npz"))
+    ref = np.load(os.path.join(out, "work", "fid_reference-seed0.npz"))  # seed 0's reference draw
     held = {im.tobytes() for im in gen["real"]["images"]}
     assert not held & {im.tobytes() for c in ref.files if c != "stamp" for im in ref[c]}
     md = open(os.path.join(out, "table1.md")).read()
@@ -194,11 +194,12 @@ def test_paper_preset_refuses_naming_what_is_missing(tmp_path, capsys):
 
 
 def test_rows_parse_and_unknown_rows_fail():
-    assert parse_row("fsa-il@5") == {"method": "fsa-il", "k": 5, "fusion": {}, "space": "latent"}
+    assert parse_row("fsa-il@5") == {"method": "fsa-il", "k": 5, "fusion": {}, "space": "latent", "trainer": None, "base": "fsa-il@5"}
+    assert parse_row("fsa-il@5+asl") == {"method": "fsa-il", "k": 5, "fusion": {}, "space": "latent", "trainer": "asl", "base": "fsa-il@5"}
     assert parse_row("fsa-il@0-tail")["fusion"] == {"label_policy": "tail"}
     assert parse_row("fsa-il@0-randmask")["fusion"] == {"masks": "random"}
-    assert parse_row("fsa-il@5-authors") == {"method": "fsa-il", "k": 5, "fusion": {"decoder": "train-batch2"}, "space": "latent"}
-    assert parse_row("smote-pixel") == {"method": "smote", "space": "pixel"}
+    assert parse_row("fsa-il@5-authors") == {"method": "fsa-il", "k": 5, "fusion": {"decoder": "train-batch2"}, "space": "latent", "trainer": None, "base": "fsa-il@5-authors"}
+    assert parse_row("smote-pixel") == {"method": "smote", "space": "pixel", "trainer": None, "base": "smote-pixel"}
     assert parse_row("oversample")["space"] == "pixel"
     with pytest.raises(ValueError, match="unknown Table 1 row"):
         parse_row("gan")

@@ -122,7 +122,7 @@ def nearest_train(queries, train, features=None, chunk_size: int = 256, query_ch
     spaces = [PIXEL] + ([FEATURE] if features is not None else [])
     best = {s: torch.full((m,), float("inf"), dtype=torch.float64, device=device) for s in spaces}
     index = {s: torch.full((m,), -1, dtype=torch.long, device=device) for s in spaces}
-    q_pix = [q.reshape(len(q), -1).to(device) for q in sets]  # uint8: converted a block at a time
+    q_pix = [q.reshape(len(q), size[0] * size[1]).to(device) for q in sets]  # uint8: converted a block at a time (a set may be empty)
     q_feat = torch.cat([_features(features, q, device) for q in sets if len(q)]) if features is not None and m else None
     for a in tqdm(range(0, len(train), chunk_size), desc="nearest train", unit="chunk", disable=not progress, leave=False):
         raw = _read(train, a, min(a + chunk_size, len(train)))

@@ -102,6 +102,7 @@ def check_config(cell: dict, want: dict, path: str) -> None:
     """Raise ConfigMismatch naming the differing fields when ``cell`` was computed with another
     config than ``want``."""
     got = cell.get("config") or {}
+    want = json.loads(json.dumps(want))  # as a cell stores it: tuples are lists in JSON
     if got != want:
         diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
         raise ConfigMismatch(f"{path} was computed with another configuration (differs in: {', '.join(diff)}); use another --out (or delete the cell to recompute it)")
