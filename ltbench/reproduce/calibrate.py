@@ -14,7 +14,9 @@ the result says so.
 
 Writes ``TO/classifier.json`` (every candidate's per-class val AP with its interval, chance,
 ceiling, seconds, the choice and why) and ``TO/classifier.md``. The ``default`` preset's
-classifier is the committed choice (a test checks it)."""
+classifier was fixed before a full calibration was committed (``docs/evaluation.md``,
+"Downstream validity"); run this to check it on your machine, or to choose for a preset of
+your own."""
 
 import dataclasses
 import os
@@ -28,9 +30,9 @@ from ltbench.reproduce.stages import Context
 # what is varied, each against the default preset's schedule (warm start, row steps, rates);
 # a candidate changes the input size and the width, never the topology
 CANDIDATES = (
-    {"input_size": 32, "growth_rate": 32, "init_features": 64},  # the previous default
+    {"input_size": 32, "growth_rate": 32, "init_features": 64},  # the previous default (full width at 32 px)
     {"input_size": 64, "growth_rate": 32, "init_features": 64},  # DenseNet121 itself at the phantom's native size
-    {"input_size": 64, "growth_rate": 16, "init_features": 32},
+    {"input_size": 64, "growth_rate": 16, "init_features": 32},  # the default: about the first one's FLOPs
     {"input_size": 64, "growth_rate": 12, "init_features": 24},
 )
 SEEDS = 3
