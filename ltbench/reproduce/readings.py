@@ -169,7 +169,8 @@ def room_to_help(rows: dict, tail, prevalence: dict | None, ceiling: dict | None
         lo = iv["lo"] if iv["lo"] is not None else iv["mean"]
         hi = iv["hi"] if iv["hi"] is not None else iv["mean"]
         out[c] = {"ap": iv, "prevalence": chance, "ceiling": top, "above_chance": None if chance is None or lo is None else bool(lo > chance), "below_ceiling": None if hi is None else bool(hi < top)}
-        out[c]["room"] = bool(out[c]["above_chance"] and out[c]["below_ceiling"])
+        # unknown (None) when chance is: a run record without the test prevalence
+        out[c]["room"] = None if out[c]["above_chance"] is None or out[c]["below_ceiling"] is None else bool(out[c]["above_chance"] and out[c]["below_ceiling"])
     return out
 
 
@@ -212,7 +213,8 @@ def render_room(room: dict) -> list:
              "| tail class | `none` AP [95% CI] | chance (prevalence) | ceiling (oracle) | room to help |", "|---|---|---|---|---|"]
     for c, v in room.items():
         chance = "–" if v["prevalence"] is None else f"{v['prevalence']:.4f}"
-        lines.append(f"| {c} | {_iv(v['ap'])} | {chance} | {v['ceiling']:.3f} | {'yes' if v['room'] else 'NO (' + ('at chance' if not v['above_chance'] else 'at the ceiling') + ')'} |")
+        verdict = "unknown (no test prevalence in run.json)" if v["room"] is None else "yes" if v["room"] else "NO (" + ("at chance" if not v["above_chance"] else "at the ceiling") + ")"
+        lines.append(f"| {c} | {_iv(v['ap'])} | {chance} | {v['ceiling']:.3f} | {verdict} |")
     return lines + [""]
 
 
