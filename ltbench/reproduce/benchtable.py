@@ -202,9 +202,11 @@ def _marks(name: str) -> tuple[str, str]:
     return f"<!-- {name} begin -->", f"<!-- {name} end -->"
 
 
-def rendered_blocks(results: str = RESULTS) -> dict:
+def rendered_blocks(results: str = RESULTS, only=None) -> dict:
     out = {}
     for name, (fname, fn) in BLOCKS.items():
+        if only and name not in only:
+            continue
         with open(os.path.join(results, fname)) as f:
             out[name] = fn(json.load(f))
     return out
@@ -244,9 +246,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ltbench.reproduce.benchtable", description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=RESULTS, help="folder of the benchmark JSONs (default: the repository's results/benchmarks)")
     p.add_argument("--write", action="store_true", help="replace the blocks in the README and docs instead of printing them")
+    p.add_argument("--only", default=None, help=f"comma-separated blocks to render (default: all of {', '.join(BLOCKS)})")
     args = p.parse_args(argv)
     try:
-        blocks = rendered_blocks(args.results)
+        only = [b.strip() for b in args.only.split(",")] if args.only else None
+        unknown = [b for b in only or [] if b not in BLOCKS]
+        if unknown:
+            raise ValueError(f"--only: unknown blocks {unknown}; choose from {list(BLOCKS)}")
+        blocks = rendered_blocks(args.results, only)
         if args.write:
             from ltbench.utils.io import atomic_write_text
 
