@@ -89,16 +89,18 @@ def test_table1_default_cells_match_the_shipped_weights_and_renderer():
     now = input_identity(PRESETS["default"])
     cells = sorted(glob.glob(os.path.join(ROOT, "results", "table1-default", "cells", "*.json")))
     assert cells
-    rows, seeds = set(), set()
+    rows, seeds, splits = set(), set(), set()
     for path in cells:
         with open(path) as f:
             config = json.load(f)["config"]
         inputs = config.pop("inputs")
+        splits.add(json.dumps(config.pop("class_split")))  # the head and tail the cell was computed on: one for the whole run
         assert inputs == now, f"{os.path.basename(path)} was computed from other weights or renderer: rerun python -m ltbench.reproduce table1 --out results/table1-default"
         assert config == json.loads(json.dumps(PRESETS["default"].cell_config(config["row"], config["seed"]))), f"{os.path.basename(path)} was computed with another default preset: rerun it"
         rows.add(config["row"])
         seeds.add(config["seed"])
     assert rows == set(PRESETS["default"].rows) and seeds == set(range(PRESETS["default"].seeds))
+    assert len(splits) == 1
 
 
 def test_table1_default_has_the_power_it_was_sized_for():
