@@ -104,12 +104,14 @@ def test_table1_default_cells_match_the_shipped_weights_and_renderer():
 
 
 def test_table1_default_has_the_power_it_was_sized_for():
-    """Every row's paired tail-mAP difference from `none` is resolved to a 95% half-width of
-    0.03 or better in the committed run."""
+    """Every row's paired tail-mAP difference from `none` is resolved to the 95% half-width
+    the default preset is sized for (docs/evaluation.md, "Paired comparisons with known
+    power": 0.04 at 3 seeds, the fsa-il rows' per-seed fits included) in the committed run."""
     with open(os.path.join(ROOT, "results", "table1-default", "table1.json")) as f:
         table = json.load(f)["rows"]
-    wide = {row: round(e["d_tail_map"]["half_width"], 3) for row, e in table.items() if row != "none" and e["d_tail_map"]["half_width"] > 0.03}
-    assert not wide, f"paired tail-mAP half-widths above 0.03: {wide}"
+    assert len(table) >= 15, f"the committed run has only the rows {sorted(table)}"
+    wide = {row: round(e["d_tail_map"]["half_width"], 3) for row, e in table.items() if row != "none" and not e["d_tail_map"]["half_width"] <= 0.04}
+    assert not wide, f"paired tail-mAP half-widths above 0.04: {wide}"
 
 
 @pytest.mark.parametrize("name", ["table1", "ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal", "localisation", "cam-choices", "refine-sweep"])
