@@ -3,9 +3,10 @@ tiny seeded inputs (an IL fit of two generations, its log, CAMs, partner choice,
 configurations, the augmenter end to end) hash to the digests recorded in
 ``tests/data/cpu_bits.json``, which were computed with the code before ``device=`` existed.
 
-Float results depend on the torch build and on the CPU's instruction set (oneDNN picks its
-kernels at run time), so the test compares only where those match the recording and is skipped
-elsewhere. To record anew (a deliberate change of the numbers): ``python tests/test_cpu_bits.py``.
+Float results depend on the torch build, on the CPU's instruction set and on the CPU model
+(oneDNN and the BLAS pick their kernels at run time, per vendor: an Intel Xeon with AVX-512
+gave other bits than the AMD EPYC with AVX-512 this was recorded on), so the test compares only
+where those match the recording and is skipped elsewhere. To record anew (a deliberate change of the numbers): ``python tests/test_cpu_bits.py``.
 """
 
 import hashlib
@@ -22,10 +23,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RECORD = os.path.join(HERE, "data", "cpu_bits.json")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     from ltbench import ops
 
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_isa": ops.cpu_isa(), "extension": ops.extension_available()}
+    return {"torch": torch.__version__, "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_isa": ops.cpu_isa(), "extension": ops.extension_available()}
 
 
 def _digest(x) -> str:

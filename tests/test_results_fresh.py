@@ -105,13 +105,20 @@ def test_table1_default_cells_match_the_shipped_weights_and_renderer():
 
 def test_table1_default_has_the_power_it_was_sized_for():
     """Every row's paired tail-mAP difference from `none` is resolved to the 95% half-width
-    the default preset is sized for (docs/evaluation.md, "Paired comparisons with known
-    power": 0.04 at 3 seeds, the fsa-il rows' per-seed fits included) in the committed run."""
+    docs/evaluation.md ("Paired comparisons with known power") states for it in the committed
+    run: 0.04 at 3 seeds for the rows trained as `none` is (same loss, same sampler: the copies,
+    the generators with their per-seed fits, oversampling), 0.06 for the rows that change the
+    loss or the sampler (`wbce`, `asl`, `logit-adj`, `crt`, GENERATOR+METHOD), whose training
+    runs leave the shared warm start further."""
+    from ltbench.reproduce.rows import parse_row
+
     with open(os.path.join(ROOT, "results", "table1-default", "table1.json")) as f:
         table = json.load(f)["rows"]
     assert len(table) >= 15, f"the committed run has only the rows {sorted(table)}"
-    wide = {row: round(e["d_tail_map"]["half_width"], 3) for row, e in table.items() if row != "none" and not e["d_tail_map"]["half_width"] <= 0.04}
-    assert not wide, f"paired tail-mAP half-widths above 0.04: {wide}"
+    bound = {row: (0.06 if parse_row(row)["trainer"] else 0.04) for row in table if row != "none"}
+    assert sum(b == 0.04 for b in bound.values()) >= 9 and sum(b == 0.06 for b in bound.values()) >= 4
+    wide = {row: (round(table[row]["d_tail_map"]["half_width"], 3), b) for row, b in bound.items() if not table[row]["d_tail_map"]["half_width"] <= b}
+    assert not wide, f"paired tail-mAP half-widths above the sizing (row: (half-width, bound)): {wide}"
 
 
 @pytest.mark.parametrize("name", ["table1", "ops-table", "prior-cost", "il-generation", "streaming-memory", "rehearsal", "localisation", "cam-choices", "refine-sweep"])
@@ -158,15 +165,18 @@ def test_committed_rehearsal_matches_its_preset_and_projection(tmp_path):
     assert all(not i["metadata"]["git_sha"].endswith("-dirty") for i in run["invocations"]), "the rehearsal was run from uncommitted code"
     preset = dataclasses.replace(PRESETS["paper-rehearsal"], data_root=run["config"]["data_root"], prior=run["config"]["prior"])
     prior = make_roentgen_shaped_pipeline(str(tmp_path / "sd"))
-    rows = set()
+    rows, splits = set(), set()
     for path in sorted(glob.glob(os.path.join(REHEARSAL, "cells", "*.json"))):
         with open(path) as f:
-            config = json.load(f)["config"]
+            cell = json.load(f)
+        config = cell["config"]
+        splits.add(json.dumps(config.pop("class_split")))  # the run's head and tail: one for all cells
+        assert not cell["metadata"]["git_sha"].endswith("-dirty"), f"{os.path.basename(path)} was computed from uncommitted code: rerun it"
         for k, digest in config.pop("inputs")["prior"].items():
             assert sha256_file(os.path.join(prior, k))[:16] == digest, f"{k}: the rehearsal pipeline changed since the run: rerun it"
         assert config == json.loads(json.dumps(preset.cell_config(config["row"], config["seed"]))), f"{os.path.basename(path)} was computed with another paper-rehearsal preset: rerun it"
         rows.add(config["row"])
-    assert rows == set(PRESETS["paper-rehearsal"].rows)
+    assert rows == set(PRESETS["paper-rehearsal"].rows) and len(splits) == 1
     with open(os.path.join(REHEARSAL, "projection.json")) as f:
         committed = json.load(f)
     assert json.loads(json.dumps(project(REHEARSAL))) == committed, "projection.json is stale: rerun python -m ltbench.reproduce project --run results/paper-rehearsal"
