@@ -3,10 +3,11 @@ tiny seeded inputs (an IL fit of two generations, its log, CAMs, partner choice,
 configurations, the augmenter end to end) hash to the digests recorded in
 ``tests/data/cpu_bits.json``, which were computed with the code before ``device=`` existed.
 
-Float results depend on the torch build, on the CPU's instruction set and on the CPU model
-(oneDNN and the BLAS pick their kernels at run time, per vendor: an Intel Xeon with AVX-512
-gave other bits than the AMD EPYC with AVX-512 this was recorded on), so the test compares only
-where those match the recording and is skipped elsewhere. To record anew (a deliberate change of the numbers): ``python tests/test_cpu_bits.py``.
+Float results depend on the torch build, on the CPU's instruction set (oneDNN picks its
+kernels at run time) and possibly on the CPU model (Table 1's cells differed between an Intel
+Xeon and this AMD EPYC, both AVX-512), so the test compares only where all of those match the
+recording and is skipped elsewhere. The key is not proven complete: a first recording was not
+reproduced by its own commit on a machine with the same key (see ``recorded_with``). To record anew (a deliberate change of the numbers): ``python tests/test_cpu_bits.py``.
 """
 
 import hashlib
