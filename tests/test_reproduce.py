@@ -122,6 +122,30 @@ def test_table_and_figures_are_rendered_from_the_cells(smoke_run, tmp_path):
     assert "0.123" in open(os.path.join(copy, "table1.md")).read()
 
 
+def test_memorisation_compares_like_with_like_floors_pass_copies_flagged(smoke_run):
+    """The memorisation check's reference is a draw of its own (no `real` image in it), through
+    the autoencoder for decoded rows; on it the floors (`real`, `vae`: new images by
+    construction) are not flagged and exact copies (`oversample`) are."""
+    out, _, _ = smoke_run
+    mem = {r: json.load(open(os.path.join(out, "cells", f"{r}__seed0.json")))["results"]["memorisation"] for r in ("real", "vae", "oversample", "t2i", "fsa-il@0")}
+    assert mem["real"]["reference"] == mem["oversample"]["reference"] == "new real images"
+    assert mem["vae"]["reference"] == mem["t2i"]["reference"] == mem["fsa-il@0"]["reference"] == "new real images through the autoencoder"
+    assert mem["oversample"]["overall"]["flag"] is True and mem["oversample"]["overall"]["pixel"]["generated_median"] == 0
+    assert mem["real"]["overall"]["flag"] is False, mem["real"]["overall"]
+    assert mem["vae"]["overall"]["flag"] is False, mem["vae"]["overall"]
+    ref = np.load(os.path.join(out, "work", "memorisation_reference-seed0.npz"))
+    real = {im.tobytes() for im in np.load(os.path.join(out, "work", "generated", "real__seed0.npz"))["images"]}
+    assert not real & {im.tobytes() for c in ref.files if c != "stamp" for im in ref[c]}
+
+
+def test_every_cell_of_a_seed_names_one_warm_start_and_fsa_il_one_fit(smoke_run):
+    out, _, _ = smoke_run
+    fits = {json.load(open(f))["config"]["row"]: json.load(open(f))["results"]["fit"] for f in glob.glob(os.path.join(out, "cells", "*__seed0.json"))}
+    assert len({f["warm_start"] for f in fits.values()}) == 1 and None not in {f["warm_start"] for f in fits.values()}
+    il = {f["il"]["weights"] for r, f in fits.items() if r.startswith("fsa-il")}
+    assert len(il) == 1 and len(next(iter(il))) == 16
+
+
 def test_floor_and_ceiling_rows_are_held_out_real_images_and_their_round_trips(smoke_run):
     """`real` = held-out real images (in neither train, test nor the FID reference), as many
     per tail class as a generator makes; `vae` = the same images through the autoencoder."""

@@ -103,6 +103,22 @@ def test_table1_default_cells_match_the_shipped_weights_and_renderer():
     assert len(splits) == 1
 
 
+def test_table1_default_cells_of_a_seed_share_one_warm_start_and_one_fit():
+    """The pairing the paired intervals rest on: every cell of a seed started from the same
+    classifier weights, and every fsa-il cell of a seed drew from the same IL fit (digests of
+    the weights, not of their configs: a rebuilt cache would show)."""
+    warm, il = {}, {}
+    for path in glob.glob(os.path.join(ROOT, "results", "table1-default", "cells", "*.json")):
+        with open(path) as f:
+            cell = json.load(f)
+        seed, fit = cell["config"]["seed"], cell["results"]["fit"]
+        warm.setdefault(seed, set()).add(fit["warm_start"])
+        if cell["config"]["row"].startswith("fsa-il"):
+            il.setdefault(seed, set()).add(fit["il"]["weights"])
+    assert warm and all(len(v) == 1 and None not in v for v in warm.values()), warm
+    assert il and all(len(v) == 1 for v in il.values()), il
+
+
 def test_table1_default_has_the_power_it_was_sized_for():
     """Every row's paired tail-mAP difference from `none` is resolved to the 95% half-width
     docs/evaluation.md ("Paired comparisons with known power") states for it in the committed

@@ -14,7 +14,7 @@ import torch
 
 from ltbench.reproduce.rows import parse_row
 from ltbench.reproduce.schema import SCHEMA, cell_key
-from ltbench.reproduce.stages import Context, cached, stamp
+from ltbench.reproduce.stages import Context, cached, stamp, state_digest
 from ltbench.utils.io import atomic_path
 from ltbench.utils.provenance import metadata
 
@@ -116,12 +116,14 @@ def cell_localisation(ctx: Context, aug, seed: int) -> dict | None:
 def fit_names(ctx: Context, row: str, seed: int) -> dict:
     """What a cell's numbers were drawn from, beyond the config: the seed's own draws of the FID
     reference and of the held-out floor, and for fsa-il rows the seed's generator fit (its
-    stamp) with the re-check of the CAM choice on it."""
+    stamp and the digest of its weights) with the re-check of the CAM choice on it. The
+    caller adds ``warm_start``, the digest of the classifier's starting weights."""
     p = ctx.preset
     out = {"seed": seed, "fid_reference_seed": p.fid_reference_seed + seed, "heldout_seed": p.heldout_seed + seed}
     if parse_row(row)["method"] == "fsa-il":
         check = ctx.cam_check(seed)
-        out["il"] = {"seed": p.il_for(seed).seed, "stamp": stamp(ctx.il_fit_identity(seed))}
+        model = ctx.il_fit(seed)[0]  # its CAMs follow from it and the data (not hashed: N x grid floats at scale)
+        out["il"] = {"seed": p.il_for(seed).seed, "stamp": stamp(ctx.il_fit_identity(seed)), "weights": state_digest(model.state_dict())}
         out["cam_check"] = None if check is None else {k: check[k] for k in ("best", "default", "default_is_best", "images_per_class")}
     return out
 
@@ -146,22 +148,30 @@ def samples(ctx: Context, row: str, seed: int) -> tuple[np.ndarray, np.ndarray, 
     return images, labels, targets, cost
 
 
-def memorisation(ctx: Context, images: np.ndarray, targets: np.ndarray, seed: int) -> dict | None:
-    """Does the row's sample of each tail class sit closer to the real train images than the
-    seed's held-out real images of the class do (``ltbench.eval.memorisation``)? In pixels and,
-    with an oracle, in its feature space (the train features computed once per run). None for
-    a row without samples and for the `real` row (it IS the held-out reference)."""
+def memorisation(ctx: Context, row: str, images: np.ndarray, targets: np.ndarray, seed: int) -> dict | None:
+    """Does the row's sample of each tail class sit closer to the real train images than new
+    real images of the class do (``ltbench.eval.memorisation``)? In pixels and, with an oracle,
+    in its feature space (the train features computed once per run). "New" is the seed's
+    memorisation reference (``Context.memorisation_reference``: real images of the class in no
+    split and in no ``real`` row), as they are for the rows whose images are real or pixel-space
+    (``real``, ``oversample``, ``smote-pixel``) and through the autoencoder for the rows whose
+    images are decoded latents (``vae``, every latent-space generator): like is compared with
+    like, so the floors ``real`` and ``vae`` are new by construction and a flag means "closer
+    to train than new real images would be after the same decoder". None for a row without
+    samples."""
     from ltbench.eval.memorisation import memorisation as measure
 
     if not len(images):
         return None
-    held, _, held_targets = ctx.heldout(seed)
+    spec = parse_row(row)
+    decoded = spec["method"] == "vae" or spec["space"] == "latent"
+    ref = ctx.memorisation_reference(seed, round_tripped=decoded)
     gen = {c: images[targets == ctx.classes.index(c)] for c in ctx.tail}
-    ref = {c: held[held_targets == ctx.classes.index(c)] for c in ctx.tail}
     feats = ctx.train_features()
     with torch.no_grad():
         res = measure(gen, ref, ctx.x_train, features=ctx.oracle.features if feats is not None else None, train_features=feats)
     res.pop("rule")
+    res["reference"] = "new real images through the autoencoder" if decoded else "new real images"
     return res
 
 
@@ -200,7 +210,7 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     results: dict = {"cost": cost, "localisation": cost.pop("localisation", None)}
     t = time.perf_counter()
     results.update(image_metrics(ctx, images, labels, targets, seed))
-    results["memorisation"] = None if parse_row(row)["base"] == "real" else memorisation(ctx, images, targets, seed)
+    results["memorisation"] = memorisation(ctx, parse_row(row)["base"], images, targets, seed)
     results["fit"] = fit_names(ctx, row, seed)
     results["generated_per_class"] = {c: int((targets == ctx.classes.index(c)).sum()) for c in ctx.tail}
     results["metrics_seconds"] = round(time.perf_counter() - t, 2)
@@ -208,6 +218,7 @@ def evaluate_cell(ctx: Context, row: str, seed: int) -> tuple[dict, tuple]:
     x = ConcatRows(ctx.x_train, images) if len(images) else ctx.x_train  # read batch by batch, never concatenated
     y = np.concatenate([ctx.y_train, labels]) if len(images) else ctx.y_train
     init = ctx.classifier_init(seed)  # the seed's shared warm start: a stage of its own, not timed as this row's
+    results["fit"]["warm_start"] = None if init is None else state_digest(init)  # the same for every cell of the seed
     t = time.perf_counter()
     _, ap = train_and_score(x, y, ctx.x_test, ctx.y_test, ctx.classes, p.classifier, seed=seed, device=ctx.classifier_device, n_real=len(ctx.x_train), init=init, progress=ctx.progress, desc=f"densenet121 {row} s{seed}", required=ctx.head + ctx.tail, method=parse_row(row)["trainer"])
     results.update(head_tail_map(ap, ctx.head, ctx.tail))

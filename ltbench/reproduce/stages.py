@@ -23,6 +23,40 @@ from ltbench.utils.io import atomic_path, atomic_write_json
 from ltbench.utils.lock import FileLock
 
 
+# the memorisation reference of seed s is rendered from heldout_seed + this + s: apart from
+# every seed's `real` draw (heldout_seed + s) for any seed count below it
+MEMORISATION_REFERENCE_OFFSET = 100_000
+
+
+def state_digest(state) -> str:
+    """SHA-256 (16 hex) over a state dict's (or a tensor / array / nested list's) names, dtypes,
+    shapes and bytes: which weights a cell was computed from, so that cells claiming one shared
+    warm start or fit can be checked to have had the same one."""
+    h = hashlib.sha256()
+
+    def feed(v):
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().contiguous()
+            h.update(f"T{v.dtype}{tuple(v.shape)}".encode())
+            h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, np.ndarray):
+            h.update(f"A{v.dtype}{v.shape}".encode())
+            h.update(np.ascontiguousarray(v).tobytes())
+        elif isinstance(v, dict):
+            for k in sorted(v, key=str):
+                h.update(str(k).encode())
+                feed(v[k])
+        elif isinstance(v, (list, tuple)):
+            h.update(f"L{len(v)}".encode())
+            for e in v:
+                feed(e)
+        else:
+            h.update(repr(v).encode())
+
+    feed(state)
+    return h.hexdigest()[:16]
+
+
 def stamp(obj) -> str:
     """A short hash of what a cached file was computed from."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -345,6 +379,48 @@ class Context:
             d = np.load(path)
         return d["images"], d["labels"], d["targets"]
 
+    def memorisation_reference(self, seed: int = 0, round_tripped: bool = False) -> dict:
+        """What "new" looks like to the memorisation check of seed ``seed``: {tail class: uint8
+        [n, H, W]} real images of the class that no split, no FID reference and no ``real``
+        row holds, a draw of its own (``n_per_class`` per class). On the phantom, freshly
+        rendered from ``heldout_seed + MEMORISATION_REFERENCE_OFFSET + seed``; on files, the
+        next ``n_per_class`` val images of the permutation that drew the ``real`` row (disjoint
+        from it; a class with few val images may get none, and is then untested).
+        ``round_tripped``: the same images through the prior's autoencoder, the reference for
+        rows whose images are decoded latents (a round trip's smoothing brings any image
+        closer to train in pixels; a decoded sample is compared with decoded real images)."""
+        from ltbench.data.phantom import fresh_class_sample, generate
+
+        p = self.preset
+        path = os.path.join(self.work, f"memorisation_reference-seed{seed}.npz")
+        with self._stage(f"memorisation_reference-seed{seed}"):
+            want = stamp({**self.data_key(), "n": p.n_per_class, "seed": p.heldout_seed + MEMORISATION_REFERENCE_OFFSET + seed})
+            if not cached(path, want):
+                if p.data_root is not None:
+                    rng = np.random.default_rng([p.heldout_seed, seed])  # the real row's permutation, its next n
+                    ref = {c: self.x_val[np.sort(rng.permutation(np.flatnonzero(self.y_val[:, self.classes.index(c)] == 1))[p.n_per_class : 2 * p.n_per_class])] for c in self.tail}
+                else:
+                    cfg, by_class = fresh_class_sample(p.phantom, self.tail, p.n_per_class, p.heldout_seed + MEMORISATION_REFERENCE_OFFSET + seed, distinct=True)
+                    ref = {c: generate(cfg, indices=by_class[c]).images for c in self.tail}
+                with atomic_path(path) as tmp:
+                    np.savez(tmp, stamp=want, **{_safe(c): v for c, v in ref.items()})
+            d = np.load(path)
+            ref = {c: d[_safe(c)] for c in self.tail}
+        if not round_tripped:
+            return ref
+        path = os.path.join(self.work, f"memorisation_reference-seed{seed}-vae.npz")
+        with self._stage(f"memorisation_reference-seed{seed}-vae"):
+            from ltbench.eval.roundtrip import round_trip
+            from ltbench.prior.vae import vae_identity
+
+            want = stamp({"reference": want, "vae": vae_identity(self.prior.path)["weights_sha256"]})
+            if not cached(path, want):
+                trip = {c: round_trip(self.prior, v, batch_size=self.vae_batch) if len(v) else v for c, v in ref.items()}
+                with atomic_path(path) as tmp:
+                    np.savez(tmp, stamp=want, **{_safe(c): v for c, v in trip.items()})
+            d = np.load(path)
+        return {c: d[_safe(c)] for c in self.tail}
+
     # ---- the classifier's warm start ----------------------------------------------------
     def classifier_init(self, seed: int) -> dict | None:
         """The seed's shared DenseNet121 starting point (``warm_steps`` on the real train
@@ -485,4 +561,4 @@ class Context:
         return {"test_average_precision": ap, **head_tail_map(ap, self.head, self.tail)}
 
 
-__all__ = ["Context", "cached", "input_identity", "oracle_file", "stamp"]
+__all__ = ["MEMORISATION_REFERENCE_OFFSET", "Context", "cached", "input_identity", "oracle_file", "stamp", "state_digest"]
