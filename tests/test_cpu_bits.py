@@ -10,7 +10,6 @@ recording and is skipped elsewhere. The key is not proven complete: a first reco
 reproduced by its own commit on a machine with the same key (see ``recorded_with``). To record anew (a deliberate change of the numbers): ``python tests/test_cpu_bits.py``.
 """
 
-import hashlib
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from ltbench.reproduce.stages import state_digest
 from ltbench.utils.provenance import cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,31 +30,6 @@ def environment() -> dict:
     from ltbench import ops
 
     return {"torch": torch.__version__, "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_isa": ops.cpu_isa(), "extension": ops.extension_available()}
-
-
-def _digest(x) -> str:
-    h = hashlib.sha256()
-
-    def feed(v):
-        if isinstance(v, torch.Tensor):
-            h.update(f"T{v.dtype}{tuple(v.shape)}".encode())
-            h.update(v.detach().contiguous().cpu().numpy().tobytes())
-        elif isinstance(v, np.ndarray):
-            h.update(f"A{v.dtype}{v.shape}".encode())
-            h.update(np.ascontiguousarray(v).tobytes())
-        elif isinstance(v, dict):
-            for k in sorted(v):
-                h.update(str(k).encode())
-                feed(v[k])
-        elif isinstance(v, (list, tuple)):
-            h.update(f"L{len(v)}".encode())
-            for e in v:
-                feed(e)
-        else:
-            h.update(repr(v).encode())
-
-    feed(x)
-    return h.hexdigest()[:24]
 
 
 def outputs() -> dict:
@@ -107,13 +82,13 @@ def test_cpu_outputs_are_the_recorded_bits():
     env = environment()
     if env != record["environment"]:
         pytest.skip(f"recorded on {record['environment']}, this is {env}: float bits are not comparable")
-    got = {k: _digest(v) for k, v in outputs().items()}
+    got = {k: state_digest(v) for k, v in outputs().items()}
     assert got == record["digests"], {k: (v, record["digests"].get(k)) for k, v in got.items() if v != record["digests"].get(k)}
 
 
 if __name__ == "__main__":
     os.makedirs(os.path.dirname(RECORD), exist_ok=True)
     with open(RECORD, "w") as f:
-        json.dump({"environment": environment(), "digests": {k: _digest(v) for k, v in outputs().items()}, "recorded_with": sys.argv[1] if len(sys.argv) > 1 else "this checkout"}, f, indent=2)
+        json.dump({"environment": environment(), "digests": {k: state_digest(v) for k, v in outputs().items()}, "recorded_with": sys.argv[1] if len(sys.argv) > 1 else "this checkout"}, f, indent=2)
         f.write("\n")
     print(RECORD)
