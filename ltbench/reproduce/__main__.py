@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--work", default=None, help="cache of the data stage (default: runs/calibrate-<preset>)")
     c.set_defaults(func=_calibrate)
 
-    q = sub.add_parser("reproducibility", parents=[common], help="how far committed cells reproduce with another instruction set and thread count", description="Recompute some committed cells (seed 0) from scratch as committed, with the CPU kernels' baseline instruction set (LTBENCH_CPU_ISA=base) and with one thread; writes RUN/reproducibility.{json,md} with the largest difference per metric.")
+    q = sub.add_parser("reproducibility", parents=[common], help="how far committed cells reproduce with another instruction set and thread count", description="Recompute some committed cells (seed 0) from scratch in the environment as it is, with the CPU kernels' baseline instruction set (LTBENCH_CPU_ISA=base) and with one thread; writes RUN/reproducibility.{json,md} with the largest difference per metric.")
     q.add_argument("--run", default="results/table1-default", help="a committed table1 run (default: results/table1-default)")
     q.add_argument("--rows", default="none,smote,fsa-il@0", help="rows to recompute (default: none,smote,fsa-il@0: no fit, a seeded draw, a trained fit)")
     q.set_defaults(func=_reproducibility)

@@ -1,8 +1,9 @@
 """``python -m ltbench.reproduce reproducibility --run DIR``: how far a committed cell reproduces.
 
 Some cells of a committed run (``--rows``, seed 0) are recomputed from scratch in fresh folders
-by the same code, once per environment variant: as committed (this machine, its default
-instruction set and thread count), with the CPU kernels' baseline instruction set
+by the same code, once per environment variant: as it is (this machine, its default
+instruction set and thread count; a committed run made with ``OMP_NUM_THREADS=1`` was made
+at another thread count than this), with the CPU kernels' baseline instruction set
 (``LTBENCH_CPU_ISA=base``: no AVX2/FMA copy) and with one thread (``OMP_NUM_THREADS=1``:
 another order of float reductions in every convolution). Each recomputed cell is compared with
 the committed one metric by metric; the largest absolute difference per metric and variant is
@@ -20,7 +21,7 @@ import tempfile
 from ltbench.reproduce.schema import cell_path, read_cell, read_run_info
 
 VARIANTS = {
-    "as committed": {},
+    "as it is": {},
     "baseline ISA": {"LTBENCH_CPU_ISA": "base"},
     "one thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
 }
@@ -68,14 +69,16 @@ def run_reproducibility(run: str, rows=ROWS, variants=VARIANTS, progress: bool =
             if r.returncode != 0:
                 raise RuntimeError(f"the {name!r} rerun failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
             diffs = {row: compare(committed[row], read_cell(cell_path(out, row, 0))) for row in rows}
-            results[name] = {"env": env, "max_abs_diff": diffs, "device": read_cell(cell_path(out, rows[0], 0))["metadata"]["device"]}
+            md = read_cell(cell_path(out, rows[0], 0))["metadata"]
+            results[name] = {"env": env, "max_abs_diff": diffs, "device": md["device"], "cpu_isa": md.get("cpu_isa")}
     tol = {}
     for name, v in results.items():
         for row, d in v["max_abs_diff"].items():
             for k, x in d.items():
                 key = (row, k)
                 tol[key] = max(tol.get(key, 0.0), x)
-    res = {"run": run, "rows": list(rows), "seed": 0, "variants": results, "committed_device": committed[rows[0]]["metadata"]["device"],
+    cmd_md = committed[rows[0]]["metadata"]
+    res = {"run": run, "rows": list(rows), "seed": 0, "variants": results, "committed_device": cmd_md["device"], "committed_cpu_isa": cmd_md.get("cpu_isa"),
            "tolerance": {row: {k: tol[(row, k)] for (r, k) in tol if r == row} for row in rows},
            "measured": {"command": command, "git_sha": git_sha(), "sources": now}}
     atomic_write_json(os.path.join(run, "reproducibility.json"), res)
@@ -89,18 +92,20 @@ def render_md(res: dict) -> str:
     lines = [
         "# How far a committed cell reproduces",
         "",
-        f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]}: cells of seed 0 recomputed from scratch by the same code (committed on {res['committed_device']}), "
-        "once per environment variant; the largest absolute difference from the committed cell per metric (AP: the largest over the tail classes).",
+        f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]}: cells of seed 0 recomputed from scratch by the same code "
+        f"(committed on {res['committed_device']}, kernels {res.get('committed_cpu_isa') or 'n/a'}), "
+        "once per environment variant; the largest absolute difference from the committed cell per metric (AP: the largest over all classes).",
         "",
-        "| variant | row | head mAP | tail mAP | max per-class AP | tail FID | KID | label fidelity |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | recomputed on | row | head mAP | tail mAP | max per-class AP | tail FID | KID | label fidelity |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in res["variants"].items():
+        where = f"{v['device'].split(', ', 1)[-1]}, kernels {v.get('cpu_isa') or 'n/a'}"
         for row in rows:
             d = v["max_abs_diff"][row]
             ap = max((x for k, x in d.items() if k.startswith("AP ")), default=None)
             cells = [d.get(k) for k in keys[:2]] + [ap] + [d.get(k) for k in keys[2:]]
-            lines.append(f"| {name} | `{row}` | " + " | ".join("–" if x is None else ("0" if x == 0 else f"{x:.2g}") for x in cells) + " |")
+            lines.append(f"| {name} | {where} | `{row}` | " + " | ".join("–" if x is None else ("0" if x == 0 else f"{x:.2g}") for x in cells) + " |")
     worst = {row: max(res["tolerance"][row].values(), default=0.0) for row in rows}
     lines += ["", "Largest difference of any metric, per row: " + ", ".join(f"`{r}` {w:.2g}" for r, w in worst.items()) + ".", ""]
     return "\n".join(lines)
