@@ -4,6 +4,7 @@ after a kill, the result schema, rendering from JSON only, refusals."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -478,3 +479,25 @@ def test_refine_sweep_refines_one_set_of_fusions(smoke_run, tmp_path):
     assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "1,x"]) == 2
     assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "0,1", "--boot", "10"]) == 2
     assert main(["refine-sweep", "--run", out, "--to", str(tmp_path / "sw"), "--ks", "1,2"]) == 2  # no @0
+
+
+def test_a_committed_cell_reproduces_exactly_where_it_was_made(smoke_run, tmp_path):
+    """The reproducibility experiment on the smoke run: recomputed from scratch in the
+    environment the run was made in (same instruction set and thread count), a fit-free row and
+    an fsa-il row (its iterated learning trained again) come out identical metric by metric,
+    and the report says where each variant ran."""
+    from ltbench.reproduce.reproducibility import run_reproducibility
+
+    out, _, _ = smoke_run
+    run = str(tmp_path / "run")
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("work"))
+    threads = os.environ.get("OMP_NUM_THREADS", "2")  # as the fixture ran it
+    res = run_reproducibility(run, rows=("none", "fsa-il@0"), variants={"same": {"OMP_NUM_THREADS": threads}}, progress=False)
+    diffs = res["variants"]["same"]["max_abs_diff"]
+    assert {"head_map", "tail_map", "fid", "kid", "label_fidelity"} <= set(diffs["fsa-il@0"])
+    for row, d in diffs.items():
+        assert {"head_map", "tail_map"} <= set(d) and all(v == 0 for v in d.values()), (row, {k: v for k, v in d.items() if v})
+    md = open(os.path.join(run, "reproducibility.md")).read()
+    assert f"{threads} torch threads" in md and "`fsa-il@0`" in md
+    with open(os.path.join(run, "reproducibility.json")) as f:
+        assert json.load(f)["tolerance"]["fsa-il@0"]["tail_map"] == 0

@@ -229,3 +229,62 @@ def test_committed_refine_sweep_describes_the_default_run():
     assert res["intervals"]["n_boot"] >= 1000 and res["intervals"]["level"] == 0.95
     assert all(p["paired"] is not None for p in res["points"] if (p["decoder"], p["k"], p["variant"]) != ("eval", 0, None))
     assert {p["variant"].split("=")[0] for p in res["points"] if p["variant"]} >= {"partner_rule", "partner_candidates", "refine_prompt"}
+
+
+TRAIN_SPLIT_PRIOR = os.path.join(ROOT, "results", "prior-train-split")
+TRAIN_SPLIT_RUN = os.path.join(ROOT, "results", "table1-train-split-prior")
+
+
+def test_the_train_split_prior_is_what_its_preset_trains_and_its_quality_is_of_these_weights():
+    """results/prior-train-split: trained on the default split's train images only, with no
+    mask weight; its quality.json measured these weight files."""
+    from ltbench.prior.train import PRESETS as PRIOR_PRESETS
+    from ltbench.utils.provenance import prior_weights
+
+    with open(os.path.join(TRAIN_SPLIT_PRIOR, "training_config.json")) as f:
+        training = json.load(f)
+    assert training["preset_config"] == json.loads(json.dumps(dataclasses.asdict(PRIOR_PRESETS["phantom-train-split"])))
+    assert training["preset_config"]["split"] == "train" and training["preset_config"]["finding_weight"] == 0
+    with open(os.path.join(TRAIN_SPLIT_PRIOR, "quality.json")) as f:
+        quality = json.load(f)
+    assert quality["measured"]["weights_sha256"] == prior_weights(TRAIN_SPLIT_PRIOR), "rerun ltbench prior evaluate --prior results/prior-train-split"
+    assert set(quality["round_trip"]["per_class"]) == set(quality["prompt_fidelity"])
+
+
+def test_the_train_split_prior_run_is_fresh_and_its_prior_free_rows_equal_the_default_run():
+    """results/table1-train-split-prior: computed by this code from the committed train-split
+    prior with the default preset otherwise; `real` and `none` do not touch the prior, so their
+    cells must equal the default run's (same seeds, starts and held-out draws)."""
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.stages import input_identity
+
+    cells = sorted(glob.glob(os.path.join(TRAIN_SPLIT_RUN, "cells", "*.json")))
+    now = provenance.identity(["table1_sources"])
+    rows = set()
+    for path in cells:
+        with open(path) as f:
+            cell = json.load(f)
+        md, config = cell["metadata"], cell["config"]
+        assert not md["git_sha"].endswith("-dirty") and md.get("sources") == now, f"{os.path.basename(path)} is stale: rerun the command in docs/phantom.md"
+        preset = dataclasses.replace(PRESETS["default"], prior=config["prior"])
+        assert os.path.abspath(os.path.join(ROOT, config["prior"])) == TRAIN_SPLIT_PRIOR
+        inputs = config.pop("inputs")
+        config.pop("class_split")
+        assert inputs == json.loads(json.dumps(input_identity(dataclasses.replace(preset, prior=TRAIN_SPLIT_PRIOR)))), f"{os.path.basename(path)} was computed from other weights"
+        assert config == json.loads(json.dumps(preset.cell_config(config["row"], config["seed"])))
+        rows.add(config["row"])
+        if config["row"] in ("real", "none"):
+            with open(os.path.join(ROOT, "results", "table1-default", "cells", os.path.basename(path))) as f:
+                default = json.load(f)["results"]
+            for k in ("head_map", "tail_map", "average_precision"):
+                assert cell["results"][k] == default[k], (os.path.basename(path), k)
+    assert rows == {"real", "none", "vae", "t2i", "fsa-il@5"}
+
+
+def test_the_reproducibility_record_is_of_this_code_and_the_committed_cells():
+    with open(os.path.join(ROOT, "results", "table1-default", "reproducibility.json")) as f:
+        res = json.load(f)
+    assert res["measured"]["sources"] == provenance.identity(["table1_sources"]), "rerun python -m ltbench.reproduce reproducibility --run results/table1-default"
+    assert set(res["variants"]) == {"as it is", "baseline ISA", "one thread"} and res["rows"] == ["none", "smote", "fsa-il@0"]
+    for v in res["variants"].values():
+        assert all({"head_map", "tail_map"} <= set(d) for d in v["max_abs_diff"].values())
