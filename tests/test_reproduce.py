@@ -498,6 +498,6 @@ def test_a_committed_cell_reproduces_exactly_where_it_was_made(smoke_run, tmp_pa
     for row, d in diffs.items():
         assert {"head_map", "tail_map"} <= set(d) and all(v == 0 for v in d.values()), (row, {k: v for k, v in d.items() if v})
     md = open(os.path.join(run, "reproducibility.md")).read()
-    assert f"{threads} torch threads" in md and "`fsa-il@0`" in md
+    assert f"{threads} torch threads" in md and res["variants"]["same"]["device"] in md and "`fsa-il@0`" in md  # the machine, not only the thread count
     with open(os.path.join(run, "reproducibility.json")) as f:
         assert json.load(f)["tolerance"]["fsa-il@0"]["tail_map"] == 0

@@ -2,8 +2,7 @@
 
 Some cells of a committed run (``--rows``, seed 0) are recomputed from scratch in fresh folders
 by the same code, once per environment variant: as it is (this machine, its default
-instruction set and thread count; a committed run made with ``OMP_NUM_THREADS=1`` was made
-at another thread count than this), with the CPU kernels' baseline instruction set
+instruction set and thread count, which need not be the committed run's), with the CPU kernels' baseline instruction set
 (``LTBENCH_CPU_ISA=base``: no AVX2/FMA copy) and with one thread (``OMP_NUM_THREADS=1``:
 another order of float reductions in every convolution). Each recomputed cell is compared with
 the committed one metric by metric; the largest absolute difference per metric and variant is
@@ -100,7 +99,7 @@ def render_md(res: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in res["variants"].items():
-        where = f"{v['device'].split(', ', 1)[-1]}, kernels {v.get('cpu_isa') or 'n/a'}"
+        where = f"{v['device']}, kernels {v.get('cpu_isa') or 'n/a'}"  # the CPU too: the rerun's machine may not be the committed one's
         for row in rows:
             d = v["max_abs_diff"][row]
             ap = max((x for k, x in d.items() if k.startswith("AP ")), default=None)
