@@ -14,10 +14,10 @@ then the best val tail mAP, and the result says so. Each candidate's scores are 
 ``WORK/calibrate/`` as it finishes, so a killed calibration resumes where it stopped.
 
 Writes ``TO/classifier.json`` (every candidate's per-class val AP with its interval, chance,
-ceiling, seconds, the choice and why) and ``TO/classifier.md``. The ``default`` preset's
-classifier was fixed before a full calibration was committed (``docs/evaluation.md``,
-"Downstream validity"); run this to check it on your machine, or to choose for a preset of
-your own."""
+ceiling, seconds, the choice and why) and ``TO/classifier.md``. How the committed calibration
+(``results/calibration``) reads against the ``default`` preset's classifier is in
+``docs/evaluation.md`` ("Downstream validity"); run this to check it on your machine, or to
+choose for a preset of your own."""
 
 import dataclasses
 import json
@@ -146,11 +146,19 @@ def run_calibrate(preset, to: str, work: str, seeds: int = SEEDS, candidates=CAN
         results.append({"change": dict(change), "config": dataclasses.asdict(cfg), "forward_mflops": mflops, "training_gflops": training_gflops(cfg, mflops), "per_class": per, "ap": scored["ap"], "seconds": scored["seconds"], "val_tail_map": float(np.mean([v["ap"]["mean"] for v in per.values()]))})
     i, why = choose(results)
     res = {"preset": preset.name, "split": "val", "val_images": int(len(ctx.x_val)), "seeds": seeds, "candidates": results, "chosen": i, "why": why, "chosen_config": results[i]["config"],
-           "measured": {"command": command, "git_sha": git_sha(), "inputs": ctx.inputs, "data": ctx.data_key()}}
+           "measured": {"command": command, "git_sha": git_sha(), "inputs": ctx.inputs, "data": ctx.data_key(), "sources": ctx.sources, "calibrate_source": _own_source_sha()}}
     os.makedirs(to, exist_ok=True)
     atomic_write_json(os.path.join(to, "classifier.json"), res)
     atomic_write_text(os.path.join(to, "classifier.md"), render_md(res))
     return res
+
+
+def _own_source_sha() -> str:
+    """SHA-256 (16 hex) of this module: the candidates and the choice rule a record was made by."""
+    import hashlib
+
+    with open(__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def render_md(res: dict) -> str:
