@@ -66,7 +66,7 @@ def test_calibration_reads_the_val_split_never_the_test_split(tmp_path, monkeypa
     assert [c["config"]["warm_steps"] for c in res["candidates"]] == [2, 3]
     assert res["candidates"][1]["training_gflops"] > res["candidates"][0]["training_gflops"]
     assert "(chosen)" in open(tmp_path / "to" / "classifier.md").read()
-    assert set(on_disk["measured"]) >= {"git_sha", "inputs", "data", "sources", "calibrate_source"}  # what its freshness is checked by
+    assert set(on_disk["measured"]) >= {"git_sha", "inputs", "data", "sources"}  # what its freshness is checked by
 
 
 def test_a_killed_calibration_resumes_from_its_cached_candidates(tmp_path, monkeypatch):

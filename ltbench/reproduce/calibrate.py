@@ -128,12 +128,15 @@ def run_calibrate(preset, to: str, work: str, seeds: int = SEEDS, candidates=CAN
         ceiling = average_precisions(ctx.y_val, probs, ctx.classes)
     else:
         ceiling = {c: 1.0 for c in ctx.classes}
+    from ltbench.reproduce.provenance import identity
+
+    sources = identity(["calibration_sources"])  # the code the scores come from (their freshness)
     results = []
     cache = os.path.join(work, "calibrate")
     os.makedirs(cache, exist_ok=True)
     for change in tqdm(candidates, desc="classifier candidates", disable=not progress):
         cfg = candidate_config(preset.classifier, change)
-        key = stamp({"config": dataclasses.asdict(cfg), "seeds": seeds, "data": ctx.data_key(), "sources": ctx.sources})
+        key = stamp({"config": dataclasses.asdict(cfg), "seeds": seeds, "data": ctx.data_key(), "inputs": ctx.inputs, "sources": sources})
         path = os.path.join(cache, f"candidate-{key}.json")
         if os.path.exists(path):  # a candidate scored before this run was killed
             with open(path) as f:
@@ -146,19 +149,11 @@ def run_calibrate(preset, to: str, work: str, seeds: int = SEEDS, candidates=CAN
         results.append({"change": dict(change), "config": dataclasses.asdict(cfg), "forward_mflops": mflops, "training_gflops": training_gflops(cfg, mflops), "per_class": per, "ap": scored["ap"], "seconds": scored["seconds"], "val_tail_map": float(np.mean([v["ap"]["mean"] for v in per.values()]))})
     i, why = choose(results)
     res = {"preset": preset.name, "split": "val", "val_images": int(len(ctx.x_val)), "seeds": seeds, "candidates": results, "chosen": i, "why": why, "chosen_config": results[i]["config"],
-           "measured": {"command": command, "git_sha": git_sha(), "inputs": ctx.inputs, "data": ctx.data_key(), "sources": ctx.sources, "calibrate_source": _own_source_sha()}}
+           "measured": {"command": command, "git_sha": git_sha(), "inputs": ctx.inputs, "data": ctx.data_key(), "sources": sources}}
     os.makedirs(to, exist_ok=True)
     atomic_write_json(os.path.join(to, "classifier.json"), res)
     atomic_write_text(os.path.join(to, "classifier.md"), render_md(res))
     return res
-
-
-def _own_source_sha() -> str:
-    """SHA-256 (16 hex) of this module: the candidates and the choice rule a record was made by."""
-    import hashlib
-
-    with open(__file__, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def render_md(res: dict) -> str:

@@ -21,6 +21,11 @@ SOURCE_GROUPS = {
     # augmenters and baselines, the prior and data code, the ops, and the experiment's own
     # stages, cell evaluation, rows and presets (not the reports, which only render cells)
     "table1_sources": ("csrc", "ltbench/ops", "ltbench/data", "ltbench/prior", "ltbench/method", "ltbench/augment", "ltbench/eval", "baselines", "ltbench/nets.py", "ltbench/config.py", "ltbench/utils", "ltbench/reproduce/stages.py", "ltbench/reproduce/cells.py", "ltbench/reproduce/rows.py", "ltbench/reproduce/presets.py"),
+    # what the committed classifier calibration is computed by: Table 1's sources without its
+    # presets, rows and cells (the record states the data, weights and candidate configs it was
+    # computed on, which is what it takes from the preset), plus the calibration itself, so
+    # that setting the default to the chosen classifier does not make the choice stale
+    "calibration_sources": ("csrc", "ltbench/ops", "ltbench/data", "ltbench/prior", "ltbench/method", "ltbench/augment", "ltbench/eval", "baselines", "ltbench/nets.py", "ltbench/config.py", "ltbench/utils", "ltbench/reproduce/stages.py", "ltbench/reproduce/calibrate.py"),
 }
 # which parts each benchmark module's figures depend on
 BENCH_DEPENDS = {
