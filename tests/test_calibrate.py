@@ -88,3 +88,34 @@ def test_a_killed_calibration_resumes_from_its_cached_candidates(tmp_path, monke
 def test_calibration_needs_two_seeds(tmp_path):
     with pytest.raises(ValueError, match="at least 2 seeds"):
         calibrate.run_calibrate(SMALL, str(tmp_path / "to"), str(tmp_path / "work"), seeds=1, candidates=TWO, progress=False)
+
+
+def test_the_calibration_goes_stale_with_its_code_not_with_the_presets(tmp_path, monkeypatch):
+    """Setting the default preset to the chosen classifier (presets.py) must leave the committed
+    choice fresh; a change to the classifier it trained (or the calibration) must not."""
+    import shutil
+
+    from ltbench.reproduce import provenance
+
+    tops = set(provenance.SOURCE_GROUPS["calibration_sources"]) | {"ltbench/reproduce/presets.py"}
+    for top in tops:
+        src = os.path.join(provenance.REPO_ROOT, top)
+        if os.path.isdir(src):
+            shutil.copytree(src, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        else:
+            (tmp_path / top).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, tmp_path / top)
+    monkeypatch.setattr(provenance, "REPO_ROOT", str(tmp_path))
+    recorded = provenance.identity(["calibration_sources"])
+    presets = tmp_path / "ltbench" / "reproduce" / "presets.py"
+    text = presets.read_text()
+    assert "warm_steps=300" in text
+    presets.write_text(text.replace("warm_steps=300", "warm_steps=1200"))
+    assert provenance.stale_parts(recorded) == []
+    for f, old, new in (("ltbench/eval/classifier.py", "OneCycleLR", "OneCycleLR "), ("ltbench/reproduce/calibrate.py", '"warm_steps": 2400', '"warm_steps": 2000')):
+        path = tmp_path / f
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+        assert provenance.stale_parts(recorded), f
+        path.write_text(text)

@@ -17,6 +17,35 @@ ROOT = provenance.REPO_ROOT
 BENCH_FILES = sorted(glob.glob(os.path.join(ROOT, "results", "benchmarks", "*.json")))
 
 
+def _run_cells(run: str) -> list:
+    """(file name, cell) of every committed cell of a Table 1 run folder."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(run, "cells", "*.json"))):
+        with open(path) as f:
+            out.append((os.path.basename(path), json.load(f)))
+    assert out, f"no cells under {run}"
+    return out
+
+
+def _stale_cells(run: str, preset, inputs: dict) -> list:
+    """The freshness check of a Table 1 run: each committed cell computed from committed code,
+    by these sources (``table1_sources``), from ``inputs`` (weights, renderer) and with
+    ``preset``'s cell config. Returns readable lines, one per problem (empty: fresh)."""
+    sources, problems = provenance.identity(["table1_sources"]), []
+    for name, cell in _run_cells(run):
+        md, config = cell["metadata"], dict(cell["config"])
+        if md["git_sha"].endswith("-dirty"):
+            problems.append(f"{name}: computed from uncommitted code")
+        if md.get("sources") != sources:
+            problems.append(f"{name}: computed by other sources")
+        if config.pop("inputs") != json.loads(json.dumps(inputs)):
+            problems.append(f"{name}: computed from other weights or renderer")
+        config.pop("class_split")
+        if config != json.loads(json.dumps(preset.cell_config(config["row"], config["seed"]))):
+            problems.append(f"{name}: computed with another preset config")
+    return problems
+
+
 @pytest.mark.parametrize("path", BENCH_FILES, ids=os.path.basename)
 def test_committed_benchmark_matches_this_checkout(path):
     with open(path) as f:
@@ -51,18 +80,14 @@ def test_a_stale_committed_file_fails_the_check(tmp_path):
 
 def test_table1_default_cells_were_computed_by_this_code():
     """Every committed cell records the identity of the sources its numbers come from (method,
-    metrics, augmenters and baselines, prior, data, ops, the experiment's stages and cells):
-    a change to any of them makes the committed run stale until it is rerun."""
-    cells = sorted(glob.glob(os.path.join(ROOT, "results", "table1-default", "cells", "*.json")))
-    now = provenance.identity(["table1_sources"])
-    stale = []
-    for path in cells:
-        with open(path) as f:
-            md = json.load(f)["metadata"]
-        assert not md["git_sha"].endswith("-dirty"), f"{os.path.basename(path)} was computed from uncommitted code"
-        if md.get("sources") != now:
-            stale.append(os.path.basename(path))
-    assert not stale, f"{len(stale)} committed cells were computed by other sources (e.g. {stale[:3]}): rerun python -m ltbench.reproduce table1 --out results/table1-default"
+    metrics, augmenters and baselines, prior, data, ops, the experiment's stages and cells), the
+    weights and renderer it read and its preset config: a change to any of them makes the
+    committed run stale until it is rerun."""
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.stages import input_identity
+
+    stale = _stale_cells(os.path.join(ROOT, "results", "table1-default"), PRESETS["default"], input_identity(PRESETS["default"]))
+    assert not stale, f"{len(stale)} problems (e.g. {stale[:3]}): rerun python -m ltbench.reproduce table1 --out results/table1-default"
 
 
 def test_a_changed_method_source_makes_the_cells_stale(tmp_path, monkeypatch):
@@ -82,25 +107,40 @@ def test_a_changed_method_source_makes_the_cells_stale(tmp_path, monkeypatch):
     assert provenance.stale_parts(recorded) and provenance.stale_parts(recorded)[0].startswith("table1_sources: recorded")
 
 
-def test_table1_default_cells_match_the_shipped_weights_and_renderer():
+def test_table1_default_covers_every_row_and_seed_on_one_class_split():
     from ltbench.reproduce.presets import PRESETS
-    from ltbench.reproduce.stages import input_identity
 
-    now = input_identity(PRESETS["default"])
-    cells = sorted(glob.glob(os.path.join(ROOT, "results", "table1-default", "cells", "*.json")))
-    assert cells
     rows, seeds, splits = set(), set(), set()
-    for path in cells:
-        with open(path) as f:
-            config = json.load(f)["config"]
-        inputs = config.pop("inputs")
-        splits.add(json.dumps(config.pop("class_split")))  # the head and tail the cell was computed on: one for the whole run
-        assert inputs == now, f"{os.path.basename(path)} was computed from other weights or renderer: rerun python -m ltbench.reproduce table1 --out results/table1-default"
-        assert config == json.loads(json.dumps(PRESETS["default"].cell_config(config["row"], config["seed"]))), f"{os.path.basename(path)} was computed with another default preset: rerun it"
+    for _, cell in _run_cells(os.path.join(ROOT, "results", "table1-default")):
+        config = cell["config"]
+        splits.add(json.dumps(config["class_split"]))  # the head and tail the cell was computed on: one for the whole run
         rows.add(config["row"])
         seeds.add(config["seed"])
     assert rows == set(PRESETS["default"].rows) and seeds == set(range(PRESETS["default"].seeds))
     assert len(splits) == 1
+
+
+def test_a_cell_of_another_preset_or_weights_is_stale(tmp_path):
+    """The check itself: a committed cell copied, then its config or its inputs changed."""
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.stages import input_identity
+
+    preset, inputs = PRESETS["default"], input_identity(PRESETS["default"])
+    name, cell = _run_cells(os.path.join(ROOT, "results", "table1-default"))[0]
+    (tmp_path / "cells").mkdir()
+    assert _stale_cells_of(tmp_path, name, cell, preset, inputs) == []
+    other = json.loads(json.dumps(cell))
+    other["config"]["classifier"]["warm_steps"] += 1
+    assert _stale_cells_of(tmp_path, name, other, preset, inputs) == [f"{name}: computed with another preset config"]
+    other = json.loads(json.dumps(cell))
+    other["config"]["inputs"]["oracle"] = "0" * 16
+    assert _stale_cells_of(tmp_path, name, other, preset, inputs) == [f"{name}: computed from other weights or renderer"]
+
+
+def _stale_cells_of(folder, name, cell, preset, inputs):
+    with open(folder / "cells" / name, "w") as f:
+        json.dump(cell, f)
+    return _stale_cells(str(folder), preset, inputs)
 
 
 def test_table1_default_cells_of_a_seed_share_one_warm_start_and_one_fit():
@@ -258,26 +298,20 @@ def test_the_train_split_prior_run_is_fresh_and_its_prior_free_rows_equal_the_de
     from ltbench.reproduce.presets import PRESETS
     from ltbench.reproduce.stages import input_identity
 
-    cells = sorted(glob.glob(os.path.join(TRAIN_SPLIT_RUN, "cells", "*.json")))
-    now = provenance.identity(["table1_sources"])
+    cells = _run_cells(TRAIN_SPLIT_RUN)
+    priors = {cell["config"]["prior"] for _, cell in cells}
+    assert len(priors) == 1 and os.path.abspath(os.path.join(ROOT, priors.pop())) == TRAIN_SPLIT_PRIOR
+    preset = dataclasses.replace(PRESETS["default"], prior=cells[0][1]["config"]["prior"])
+    stale = _stale_cells(TRAIN_SPLIT_RUN, preset, input_identity(dataclasses.replace(preset, prior=TRAIN_SPLIT_PRIOR)))
+    assert not stale, f"{stale[:3]}: rerun the command in docs/phantom.md"
     rows = set()
-    for path in cells:
-        with open(path) as f:
-            cell = json.load(f)
-        md, config = cell["metadata"], cell["config"]
-        assert not md["git_sha"].endswith("-dirty") and md.get("sources") == now, f"{os.path.basename(path)} is stale: rerun the command in docs/phantom.md"
-        preset = dataclasses.replace(PRESETS["default"], prior=config["prior"])
-        assert os.path.abspath(os.path.join(ROOT, config["prior"])) == TRAIN_SPLIT_PRIOR
-        inputs = config.pop("inputs")
-        config.pop("class_split")
-        assert inputs == json.loads(json.dumps(input_identity(dataclasses.replace(preset, prior=TRAIN_SPLIT_PRIOR)))), f"{os.path.basename(path)} was computed from other weights"
-        assert config == json.loads(json.dumps(preset.cell_config(config["row"], config["seed"])))
-        rows.add(config["row"])
-        if config["row"] in ("real", "none"):
-            with open(os.path.join(ROOT, "results", "table1-default", "cells", os.path.basename(path))) as f:
+    for name, cell in cells:
+        rows.add(cell["config"]["row"])
+        if cell["config"]["row"] in ("real", "none"):
+            with open(os.path.join(ROOT, "results", "table1-default", "cells", name)) as f:
                 default = json.load(f)["results"]
             for k in ("head_map", "tail_map", "average_precision"):
-                assert cell["results"][k] == default[k], (os.path.basename(path), k)
+                assert cell["results"][k] == default[k], (name, k)
     assert rows == {"real", "none", "vae", "t2i", "fsa-il@5"}
 
 
@@ -288,3 +322,28 @@ def test_the_reproducibility_record_is_of_this_code_and_the_committed_cells():
     assert set(res["variants"]) == {"as it is", "baseline ISA", "one thread"} and res["rows"] == ["none", "smote", "fsa-il@0"]
     for v in res["variants"].values():
         assert all({"head_map", "tail_map"} <= set(d) for d in v["max_abs_diff"].values())
+
+
+def test_the_committed_calibration_is_of_this_code_data_and_preset():
+    """results/calibration: made by this code (the calibration's sources: Table 1's without its
+    presets, rows and cells, plus calibrate.py with its candidates and choice rule), on the
+    default preset's data and weights, every candidate the default preset's classifier schedule
+    with only its declared change; the choice is the rule's on the record's own numbers."""
+    from ltbench.reproduce import calibrate
+    from ltbench.reproduce.presets import PRESETS
+    from ltbench.reproduce.stages import input_identity
+
+    with open(os.path.join(ROOT, "results", "calibration", "classifier.json")) as f:
+        res = json.load(f)
+    m, preset = res["measured"], PRESETS[res["preset"]]
+    rerun = "rerun python -m ltbench.reproduce calibrate --to results/calibration"
+    assert res["preset"] == "default" and res["split"] == "val"
+    assert not m["git_sha"].endswith("-dirty"), "the calibration was made from uncommitted code"
+    assert m["sources"] == provenance.identity(["calibration_sources"]), rerun
+    assert m["data"]["phantom"] == dataclasses.asdict(preset.phantom) and m["data"]["size"] == preset.image_size, rerun
+    assert m["inputs"] == json.loads(json.dumps(input_identity(preset))), rerun
+    assert [c["change"] for c in res["candidates"]] == [dict(c) for c in calibrate.CANDIDATES]
+    for c in res["candidates"]:
+        assert c["config"] == json.loads(json.dumps(dataclasses.asdict(calibrate.candidate_config(preset.classifier, c["change"])))), rerun
+        assert all(len(v) == res["seeds"] for v in c["ap"].values())
+    assert calibrate.choose(res["candidates"])[0] == res["chosen"]

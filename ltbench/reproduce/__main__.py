@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--boot", type=int, default=1000, help="paired bootstrap replicates for the intervals, at least 100 (default: 1000)")
     r.set_defaults(func=_refine_sweep)
 
-    c = sub.add_parser("calibrate", parents=[common], help="choose the downstream classifier on the val split (room to help on every tail class)", description="Train every candidate classifier (input size, DenseNet width) as the none row trains, on the train split, and score it on the val split (never the test split): per tail class its AP against chance and the oracle's ceiling; the cheapest with room to help on every tail class is chosen. Writes TO/classifier.{json,md}.")
+    c = sub.add_parser("calibrate", parents=[common], help="choose the downstream classifier on the val split (room to help on every tail class)", description="Train every candidate classifier (input size, DenseNet width, warm-start length) as the none row trains, on the train split, and score it on the val split (never the test split): per tail class its AP against chance and the oracle's ceiling; the cheapest (training FLOPs of one seed) with room to help on every tail class is chosen, else the one with room on the most. Each candidate is cached under WORK/calibrate as it finishes: a killed calibration resumes. Writes TO/classifier.{json,md}.")
     c.add_argument("--preset", default="default", choices=sorted(PRESETS), help="the preset whose data and schedule are used (default: default)")
     c.add_argument("--seeds", type=int, default=None, help="seeds per candidate (default: 3)")
     c.add_argument("--to", default="results/calibration", help="where to write (default: results/calibration)")
