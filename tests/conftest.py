@@ -56,3 +56,28 @@ def latents():
     prior = load_prior("phantom")
     x = torch.from_numpy(d.images).float()[:, None].expand(-1, 3, -1, -1) / 255
     return prior.encode(x), d.labels.astype(np.uint8), prior
+
+
+@pytest.fixture
+def source_copy(tmp_path, monkeypatch):
+    """copy(tops) -> folder: the repository paths ``tops`` (folders or files) copied under
+    tmp_path, with ``provenance.REPO_ROOT`` pointed at the copy, so a test can change a source
+    and see which identities go stale."""
+    import shutil
+
+    from ltbench.reproduce import provenance
+
+    root = provenance.REPO_ROOT
+
+    def copy(tops):
+        for top in tops:
+            src = os.path.join(root, top)
+            if os.path.isdir(src):
+                shutil.copytree(src, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+            else:
+                (tmp_path / top).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, tmp_path / top)
+        monkeypatch.setattr(provenance, "REPO_ROOT", str(tmp_path))
+        return tmp_path
+
+    return copy

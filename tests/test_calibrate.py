@@ -90,22 +90,12 @@ def test_calibration_needs_two_seeds(tmp_path):
         calibrate.run_calibrate(SMALL, str(tmp_path / "to"), str(tmp_path / "work"), seeds=1, candidates=TWO, progress=False)
 
 
-def test_the_calibration_goes_stale_with_its_code_not_with_the_presets(tmp_path, monkeypatch):
+def test_the_calibration_goes_stale_with_its_code_not_with_the_presets(source_copy):
     """Setting the default preset to the chosen classifier (presets.py) must leave the committed
     choice fresh; a change to the classifier it trained (or the calibration) must not."""
-    import shutil
-
     from ltbench.reproduce import provenance
 
-    tops = set(provenance.SOURCE_GROUPS["calibration_sources"]) | {"ltbench/reproduce/presets.py"}
-    for top in tops:
-        src = os.path.join(provenance.REPO_ROOT, top)
-        if os.path.isdir(src):
-            shutil.copytree(src, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-        else:
-            (tmp_path / top).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, tmp_path / top)
-    monkeypatch.setattr(provenance, "REPO_ROOT", str(tmp_path))
+    tmp_path = source_copy(set(provenance.SOURCE_GROUPS["calibration_sources"]) | {"ltbench/reproduce/presets.py"})
     recorded = provenance.identity(["calibration_sources"])
     presets = tmp_path / "ltbench" / "reproduce" / "presets.py"
     text = presets.read_text()

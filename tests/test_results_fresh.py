@@ -6,7 +6,6 @@ import dataclasses
 import glob
 import json
 import os
-import shutil
 
 import pytest
 
@@ -58,11 +57,9 @@ def test_committed_benchmark_matches_this_checkout(path):
     assert not stale, f"{path} is stale ({'; '.join(stale)}): rerun `{meta['command']}`"
 
 
-def test_a_changed_kernel_source_makes_the_ops_file_stale(tmp_path, monkeypatch):
+def test_a_changed_kernel_source_makes_the_ops_file_stale(source_copy):
     """The check itself: copy the sources, record their identity, change one byte of a kernel."""
-    for top in provenance.SOURCE_GROUPS["ops_sources"]:
-        shutil.copytree(os.path.join(ROOT, top), tmp_path / top, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(provenance, "REPO_ROOT", str(tmp_path))
+    tmp_path = source_copy(provenance.SOURCE_GROUPS["ops_sources"])
     recorded = provenance.identity(["ops_sources"])
     assert provenance.stale_parts(recorded) == []
     kernel = tmp_path / "csrc" / "ops" / "mask_fuse" / "mask_fuse.h"
@@ -90,16 +87,9 @@ def test_table1_default_cells_were_computed_by_this_code():
     assert not stale, f"{len(stale)} problems (e.g. {stale[:3]}): rerun python -m ltbench.reproduce table1 --out results/table1-default"
 
 
-def test_a_changed_method_source_makes_the_cells_stale(tmp_path, monkeypatch):
+def test_a_changed_method_source_makes_the_cells_stale(source_copy):
     """The check itself: copy the sources, record their identity, change one byte of the fusion."""
-    for top in provenance.SOURCE_GROUPS["table1_sources"]:
-        src = os.path.join(ROOT, top)
-        if os.path.isdir(src):
-            shutil.copytree(src, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-        else:
-            (tmp_path / top).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, tmp_path / top)
-    monkeypatch.setattr(provenance, "REPO_ROOT", str(tmp_path))
+    tmp_path = source_copy(provenance.SOURCE_GROUPS["table1_sources"])
     recorded = provenance.identity(["table1_sources"])
     assert provenance.stale_parts(recorded) == []
     f = tmp_path / "ltbench" / "method" / "fusion.py"
