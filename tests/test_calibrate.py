@@ -99,8 +99,8 @@ def test_the_calibration_goes_stale_with_its_code_not_with_the_presets(source_co
     recorded = provenance.identity(["calibration_sources"])
     presets = tmp_path / "ltbench" / "reproduce" / "presets.py"
     text = presets.read_text()
-    assert "warm_steps=300" in text
-    presets.write_text(text.replace("warm_steps=300", "warm_steps=1200"))
+    assert "warm_steps=1200" in text
+    presets.write_text(text.replace("warm_steps=1200", "warm_steps=300"))
     assert provenance.stale_parts(recorded) == []
     for f, old, new in (("ltbench/eval/classifier.py", "OneCycleLR", "OneCycleLR "), ("ltbench/reproduce/calibrate.py", '"warm_steps": 2400', '"warm_steps": 2000')):
         path = tmp_path / f
