@@ -4,7 +4,7 @@ config (``docs/evaluation.md``).
 * ``smoke``: a tiny phantom, every row, one seed: a CI check that the whole job runs (minutes;
   its numbers mean nothing).
 * ``default``: CXR-Phantom-LT at its default size with the shipped phantom prior and oracle,
-  on CPU, 3 seeds on a 10,000-image test split, one iterated-learning fit per seed, the
+  on CPU, 4 seeds on a 10,000-image test split, one iterated-learning fit per seed, the
   classifiers (DenseNet121 at 48 px, half width) warm-started per seed (1,200 steps on the real
   train images, shared by the seed's rows, then 40 steps per row at a quarter of the rate, a
   fifth of each batch generated); the wall time of the committed run is in the README.
@@ -108,11 +108,12 @@ PRESETS = {
         # by the cells (30 Pneumomediastinum positives)
         phantom=PhantomConfig(n=20_000, train_frac=0.35, val_frac=0.15),
         # power: a shared warm start per seed, and rows that stay near it (peak rate 5e-4, a
-        # quarter of the warm start's), make the rows' paired differences small at 3 seeds: the
-        # 95% tail-mAP half-widths each group must reach, and those the committed run reached,
-        # are in docs/evaluation.md (item 4); from scratch (150 steps per row, 4 seeds) they were
-        # ~0.04, and with the rows at the full rate 0.02-0.08
-        seeds=3,
+        # quarter of the warm start's), make the rows' paired differences small; 4 seeds, because
+        # with the calibrated classifier (which sees more of the tail, so the rows differ more)
+        # 3 seeds left `real`'s paired tail-mAP half-width at 0.051 and fsa-il@5+asl's at 0.065,
+        # above the sizing. The half-widths each group must reach, and those the committed run
+        # reached, are in docs/evaluation.md (item 4)
+        seeds=4,
         il=dataclasses.replace(IL_PRESETS["phantom"], generations=4),
         # the classifier: DenseNet121's topology at half width (growth 16, stem 32) on the images
         # resized to 48 px, a 1,200-step warm start: the candidate `calibrate` chose on the val
