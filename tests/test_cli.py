@@ -50,6 +50,6 @@ def test_presets_lists_every_registry_with_what_each_sets():
     assert r.returncode == 0
     rows = {(x["kind"], x["name"]): x["sets"] for x in json.loads(r.stdout)}
     assert {("table1", "default"), ("table1", "smoke"), ("table1", "paper"), ("il", "phantom"), ("prior", "phantom"), ("dataset", "phantom")} <= set(rows)
-    assert rows[("table1", "default")]["seeds"] == 3 and rows[("table1", "smoke")]["seeds"] == 1
+    assert rows[("table1", "default")]["seeds"] == 4 and rows[("table1", "smoke")]["seeds"] == 1
     assert rows[("prior", "phantom")] == {}  # the prior's preset is its config's defaults
     assert "t2i_steps" not in rows[("table1", "paper")]  # RoentGen's 75 steps: one default, not restated
