@@ -338,6 +338,12 @@ def test_the_committed_calibration_is_of_this_code_data_and_preset():
     for c in res["candidates"]:
         assert c["config"] == json.loads(json.dumps(dataclasses.asdict(calibrate.candidate_config(preset.classifier, c["change"])))), rerun
         assert all(len(v) == res["seeds"] for v in c["ap"].values())
+    from types import SimpleNamespace
+
+    for c in res["candidates"]:  # each verdict is the room rule's on the record's own APs, chance and ceiling
+        tail = list(c["per_class"])
+        again = calibrate.assess(SimpleNamespace(tail=tail), {"ap": c["ap"]}, {t: c["per_class"][t]["chance"] for t in tail}, {t: c["per_class"][t]["ceiling"] for t in tail})
+        assert json.loads(json.dumps(again)) == c["per_class"], rerun
     assert calibrate.choose(res["candidates"])[0] == res["chosen"]
 
 

@@ -8,8 +8,8 @@ schedule: the warm start's length; the same DenseNet121 topology) is trained as 
 ``none`` row trains (the seed's warm start on the real train images, then the row's own steps)
 for ``seeds`` seeds and scored on the val split, never the test split. The chosen one is the
 cheapest candidate with room to help on every tail class (training cost of one seed: forward
-FLOPs per image x images trained on in the warm start and one row; intervals over seeds; ties
-broken by val tail mAP); when none has it everywhere, the one with the most classes with room,
+FLOPs per image x images trained on in the warm start and one row; 95% intervals over seeds on
+the logit scale, Table 1's rule in ``reproduce/room.py``; ties broken by val tail mAP); when none has it everywhere, the one with the most classes with room,
 then the best val tail mAP, and the result says so. Each candidate's scores are cached under
 ``WORK/calibrate/`` as it finishes, so a killed calibration resumes where it stopped.
 
@@ -35,7 +35,7 @@ from ltbench.reproduce.stages import Context, stamp
 # warm start left Tortuous Aorta and Pneumomediastinum at chance; 1,200 steps lifted both off
 # it (and Pneumothorax from 0.12 to 0.77); at 32 px Fracture's small finding fades toward chance
 CANDIDATES = (
-    {"input_size": 64, "growth_rate": 16, "init_features": 32, "warm_steps": 300},  # the default the committed Table 1 ran
+    {"input_size": 64, "growth_rate": 16, "init_features": 32, "warm_steps": 300},  # the default before this calibration chose
     {"input_size": 32, "growth_rate": 16, "init_features": 32, "warm_steps": 2400},
     {"input_size": 48, "growth_rate": 16, "init_features": 32, "warm_steps": 1200},
     {"input_size": 64, "growth_rate": 16, "init_features": 32, "warm_steps": 1200},
@@ -85,15 +85,16 @@ def forward_mflops(cfg: ClassifierConfig, n_classes: int) -> float:
 
 
 def assess(ctx: Context, scored: dict, chance: dict, ceiling: dict) -> dict:
-    """Per tail class: the val AP over seeds with its interval, and whether it has room."""
+    """Per tail class: the val AP over seeds with its t-interval (``ap``), the interval on the
+    logit scale the rule reads (``interval``) and whether it has room: Table 1's rule
+    (``reproduce/room.py``), on the val split."""
     from ltbench.eval.stats import mean_interval
+    from ltbench.reproduce.room import room
 
     out = {}
     for c in ctx.tail:
-        iv = mean_interval(scored["ap"][c])
-        lo = iv["lo"] if iv["lo"] is not None else iv["mean"]
-        hi = iv["hi"] if iv["hi"] is not None else iv["mean"]
-        out[c] = {"ap": iv, "chance": chance[c], "ceiling": ceiling[c], "room": bool(lo > chance[c] and hi < ceiling[c])}
+        r = room(scored["ap"][c], chance[c], ceiling[c])
+        out[c] = {"ap": mean_interval(scored["ap"][c]), "interval": r["interval"], "chance": chance[c], "ceiling": ceiling[c], "room": bool(r["room"])}
     return out
 
 
@@ -162,7 +163,7 @@ def render_md(res: dict) -> str:
         "# The downstream classifier, chosen on the val split",
         "",
         f"`{res['measured']['command']}` at {res['measured']['git_sha'][:12]} (preset `{res['preset']}`): each candidate trained as the `none` row trains, {res['seeds']} seeds, scored on the {res['val_images']:,}-image val split. "
-        "Per tail class: val AP (mean [95% CI] over seeds); chance = the class's val prevalence, ceiling = the oracle's val AP; **room** = the interval lies between them.",
+        "Per tail class: val AP (mean [95% CI over seeds, on the logit scale, the interval the rule reads; `ltbench/reproduce/room.py`]); chance = the class's val prevalence, ceiling = the oracle's val AP; **room** = the interval lies between them.",
         "",
         "| candidate | MFLOPs / image | training GFLOPs / seed | seconds / seed | val tail mAP | " + " | ".join(tail) + " |",
         "|---|---|---|---|---|" + "---|" * len(tail),
@@ -172,8 +173,8 @@ def render_md(res: dict) -> str:
         cells = []
         for c in tail:
             v = r["per_class"][c]
-            iv = v["ap"]
-            s = f"{iv['mean']:.3f}" + ("" if iv["lo"] is None else f" [{iv['lo']:.3f}, {iv['hi']:.3f}]")
+            iv = v["interval"]
+            s = f"{v['ap']['mean']:.3f}" + ("" if iv["lo"] is None else f" [{iv['lo']:.3f}, {iv['hi']:.3f}]")
             cells.append(s + (" room" if v["room"] else " –"))
         lines.append(f"| {name} | {r['forward_mflops']:.0f} | {r['training_gflops']:,.0f} | {np.mean(r['seconds']):.0f} | {r['val_tail_map']:.3f} | " + " | ".join(cells) + " |")
     first = res["candidates"][0]["per_class"]

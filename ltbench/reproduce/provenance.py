@@ -25,7 +25,7 @@ SOURCE_GROUPS = {
     # presets, rows and cells (the record states the data, weights and candidate configs it was
     # computed on, which is what it takes from the preset), plus the calibration itself, so
     # that setting the default to the chosen classifier does not make the choice stale
-    "calibration_sources": ("csrc", "ltbench/ops", "ltbench/data", "ltbench/prior", "ltbench/method", "ltbench/augment", "ltbench/eval", "baselines", "ltbench/nets.py", "ltbench/config.py", "ltbench/utils", "ltbench/reproduce/stages.py", "ltbench/reproduce/calibrate.py"),
+    "calibration_sources": ("csrc", "ltbench/ops", "ltbench/data", "ltbench/prior", "ltbench/method", "ltbench/augment", "ltbench/eval", "baselines", "ltbench/nets.py", "ltbench/config.py", "ltbench/utils", "ltbench/reproduce/stages.py", "ltbench/reproduce/calibrate.py", "ltbench/reproduce/room.py"),
 }
 # which parts each benchmark module's figures depend on
 BENCH_DEPENDS = {

@@ -157,20 +157,20 @@ def per_class(rows: dict, tail) -> dict:
 def room_to_help(rows: dict, tail, prevalence: dict | None, ceiling: dict | None) -> dict:
     """Per tail class: the `none` row's AP over seeds against the class's prevalence in the test
     split (chance) and the oracle's AP on it (the ceiling; 1 without an oracle). There is room
-    for a generator to help where the AP's interval lies above chance and below the ceiling."""
+    for a generator to help where the AP's interval lies above chance and below the ceiling:
+    the interval on the logit scale (``reproduce/room.py``, shared with the calibration); the
+    t-interval on the AP scale is kept as ``ap`` for reference."""
+    from ltbench.reproduce.room import room
+
     base = rows.get(BASELINE)
     if base is None:
         return {}
     out = {}
     for c in tail:
-        iv = mean_interval([r["average_precision"][c] for r in base.values() if c in (r.get("average_precision") or {})])
+        aps = [r["average_precision"][c] for r in base.values() if c in (r.get("average_precision") or {})]
         chance = None if prevalence is None else prevalence.get(c)
         top = 1.0 if not ceiling else ceiling.get(c, 1.0)
-        lo = iv["lo"] if iv["lo"] is not None else iv["mean"]
-        hi = iv["hi"] if iv["hi"] is not None else iv["mean"]
-        out[c] = {"ap": iv, "prevalence": chance, "ceiling": top, "above_chance": None if chance is None or lo is None else bool(lo > chance), "below_ceiling": None if hi is None else bool(hi < top)}
-        # unknown (None) when chance is: a run record without the test prevalence
-        out[c]["room"] = None if out[c]["above_chance"] is None or out[c]["below_ceiling"] is None else bool(out[c]["above_chance"] and out[c]["below_ceiling"])
+        out[c] = {"ap": mean_interval(aps), "prevalence": chance, "ceiling": top, **room(aps, chance, top)}
     return out
 
 
@@ -209,12 +209,15 @@ def render_room(room: dict) -> list:
     if not room:
         return []
     lines = ["### Room to help (the `none` row against chance and the ceiling)", "",
-             "Per tail class: `none`'s average precision over seeds, the class's prevalence in the test split (what a classifier that cannot see the finding scores) and the oracle's AP on the same split (the ceiling). A generator can only help where the interval lies between the two.", "",
-             "| tail class | `none` AP [95% CI] | chance (prevalence) | ceiling (oracle) | room to help |", "|---|---|---|---|---|"]
+             "Per tail class: `none`'s average precision over seeds, the class's prevalence in the test split (what a classifier that cannot see the finding scores) and the oracle's AP on the same split (the ceiling). A generator can only help where the 95% interval over seeds, taken on the logit scale (an AP lies in (0, 1); `ltbench/reproduce/room.py`), lies between the two. The t-interval on the AP scale is shown for reference.", "",
+             "| tail class | `none` AP [95% CI, logit scale] | t-interval on the AP scale | chance (prevalence) | ceiling (oracle) | room to help |", "|---|---|---|---|---|---|"]
     for c, v in room.items():
         chance = "–" if v["prevalence"] is None else f"{v['prevalence']:.4f}"
         verdict = "unknown (no test prevalence in run.json)" if v["room"] is None else "yes" if v["room"] else "NO (" + ("at chance" if not v["above_chance"] else "at the ceiling") + ")"
-        lines.append(f"| {c} | {_iv(v['ap'])} | {chance} | {v['ceiling']:.3f} | {verdict} |")
+        iv = v["interval"]
+        logit = "–" if v["ap"]["mean"] is None else f"{v['ap']['mean']:.3f}" + ("" if iv["lo"] is None else f" [{iv['lo']:.3f}, {iv['hi']:.3f}]")
+        raw = "–" if v["ap"]["lo"] is None else f"[{v['ap']['lo']:.3f}, {v['ap']['hi']:.3f}]"
+        lines.append(f"| {c} | {logit} | {raw} | {chance} | {v['ceiling']:.3f} | {verdict} |")
     return lines + [""]
 
 
