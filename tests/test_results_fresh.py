@@ -321,6 +321,8 @@ def test_the_committed_calibration_is_of_this_code_data_and_preset():
     presets, rows and cells, plus calibrate.py with its candidates and choice rule), on the
     default preset's data and weights, every candidate the default preset's classifier schedule
     with only its declared change; the choice is the rule's on the record's own numbers."""
+    from types import SimpleNamespace
+
     from ltbench.reproduce import calibrate
     from ltbench.reproduce.presets import PRESETS
     from ltbench.reproduce.stages import input_identity
@@ -338,8 +340,6 @@ def test_the_committed_calibration_is_of_this_code_data_and_preset():
     for c in res["candidates"]:
         assert c["config"] == json.loads(json.dumps(dataclasses.asdict(calibrate.candidate_config(preset.classifier, c["change"])))), rerun
         assert all(len(v) == res["seeds"] for v in c["ap"].values())
-    from types import SimpleNamespace
-
     for c in res["candidates"]:  # each verdict is the room rule's on the record's own APs, chance and ceiling
         tail = list(c["per_class"])
         again = calibrate.assess(SimpleNamespace(tail=tail), {"ap": c["ap"]}, {t: c["per_class"][t]["chance"] for t in tail}, {t: c["per_class"][t]["ceiling"] for t in tail})

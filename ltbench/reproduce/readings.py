@@ -214,10 +214,8 @@ def render_room(room: dict) -> list:
     for c, v in room.items():
         chance = "–" if v["prevalence"] is None else f"{v['prevalence']:.4f}"
         verdict = "unknown (no test prevalence in run.json)" if v["room"] is None else "yes" if v["room"] else "NO (" + ("at chance" if not v["above_chance"] else "at the ceiling") + ")"
-        iv = v["interval"]
-        logit = "–" if v["ap"]["mean"] is None else f"{v['ap']['mean']:.3f}" + ("" if iv["lo"] is None else f" [{iv['lo']:.3f}, {iv['hi']:.3f}]")
         raw = "–" if v["ap"]["lo"] is None else f"[{v['ap']['lo']:.3f}, {v['ap']['hi']:.3f}]"
-        lines.append(f"| {c} | {logit} | {raw} | {chance} | {v['ceiling']:.3f} | {verdict} |")
+        lines.append(f"| {c} | {_iv({**v['ap'], **v['interval']})} | {raw} | {chance} | {v['ceiling']:.3f} | {verdict} |")
     return lines + [""]
 
 
